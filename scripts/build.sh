@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Configure (once) and build qemu-system-x86_64 from the work tree in
+# build/qemu-build, out of tree so that re-applying the series keeps it.
+#
+# Usage: build.sh [extra ninja targets...]
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+wt="$top/build/qemu"
+bd="${QEMU_BUILD_DIR:-$top/build/qemu-build}"
+cfg_extra=(${QEMU_CONFIGURE_EXTRA:-})
+cfg_id="x86_64-softmmu ${cfg_extra[*]}"
+
+export CCACHE_DIR="${CCACHE_DIR:-$top/build/ccache}"
+export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
+# Compile-time macros such as __DATE__ are not used by QEMU's objects
+export CCACHE_SLOPPINESS=time_macros,include_file_mtime,include_file_ctime
+
+mkdir -p "$bd"
+if [ ! -f "$bd/build.ninja" ] || [ "$(cat "$bd/.configured" 2>/dev/null)" != "$cfg_id" ]; then
+    (cd "$bd" && "$wt/configure" --target-list=x86_64-softmmu \
+        --meson=/usr/bin/meson --disable-docs --disable-install-blobs \
+        "${cfg_extra[@]}" >configure.log 2>&1) ||
+        { tail -30 "$bd/configure.log" >&2; exit 1; }
+    echo "$cfg_id" > "$bd/.configured"
+fi
+
+# Firmware for qtests and guests: Debian's seabios and ipxe-qemu, linked
+# where an uninstalled QEMU looks for its data files.
+fw="$bd/qemu-bundle/usr/local/share/qemu"
+mkdir -p "$fw"
+for f in /usr/share/seabios/*.bin /usr/lib/ipxe/qemu/*.rom; do
+    [ -e "$f" ] && ln -sf "$f" "$fw/"
+done
+
+jobs=$(nproc)
+ninja -C "$bd" -j"$jobs" qemu-system-x86_64 "$@"

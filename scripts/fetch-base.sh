@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Fetch the pinned Debian source package and unpack it (Debian's patches
+# applied) into build/base-src.  Skipped when that is already done.
+#
+# apt-get source needs deb-src entries: they are derived from the
+# machine's own deb822 sources (Types: deb -> Types: deb-src) and written
+# to a file of ours, so no archive host name lives in this repository.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/base.conf"
+dl="$top/build/download"
+src="$top/build/base-src"
+stamp="$src/.base-version"
+
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$BASE_VERSION" ]; then
+    exit 0
+fi
+
+add_deb_src() {
+    local list=/etc/apt/sources.list.d/qemu-memslots-deb-src.sources
+    local f
+    if grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/*.sources ||
+       grep -qs '^deb-src ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list; then
+        return 0
+    fi
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        sed -n '/^Types:.*\bdeb\b/,/^$/p' "$f" | sed 's/^Types:.*/Types: deb-src/'
+        echo
+    done > "$list.tmp"
+    # one-line style sources, if the machine has them
+    grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
+        sed 's/^deb /deb-src /' > "${list%.sources}.list.tmp" || true
+    mv "$list.tmp" "$list"
+    if [ -s "${list%.sources}.list.tmp" ]; then
+        mv "${list%.sources}.list.tmp" "${list%.sources}.list"
+    else
+        rm -f "${list%.sources}.list.tmp"
+    fi
+    apt-get update -qq
+}
+
+mkdir -p "$dl"
+if [ ! -f "$dl/$BASE_DSC" ]; then
+    add_deb_src
+    (cd "$dl" && apt-get source -qq --download-only "$BASE_PKG=$BASE_VERSION")
+fi
+echo "$BASE_DSC_SHA256  $dl/$BASE_DSC" | sha256sum -c --quiet -
+# dpkg-source checks the tarballs against the checksums in the pinned .dsc
+rm -rf "$src.tmp"
+dpkg-source --no-check -q -x "$dl/$BASE_DSC" "$src.tmp" >/dev/null
+echo "$BASE_VERSION" > "$src.tmp/.base-version"
+rm -rf "$src"
+mv "$src.tmp" "$src"
+echo "fetch-base: $BASE_PKG $BASE_VERSION unpacked in build/base-src"
