@@ -24,11 +24,13 @@ if [ ! -f "$bd/build.ninja" ] || [ "$(cat "$bd/.configured" 2>/dev/null)" != "$c
     echo "$cfg_id" > "$bd/.configured"
 fi
 
-# Firmware for qtests and guests: Debian's seabios and ipxe-qemu, linked
-# where an uninstalled QEMU looks for its data files.
+# Firmware for qtests and guests, linked where an uninstalled QEMU looks
+# for its data files: Debian's seabios and ipxe-qemu, and the option ROMs
+# (linuxboot_dma.bin for -kernel, kvmvapic.bin) that Debian builds from
+# the same 7.2 source into qemu-system-data.
 fw="$bd/qemu-bundle/usr/local/share/qemu"
 mkdir -p "$fw"
-for f in /usr/share/seabios/*.bin /usr/lib/ipxe/qemu/*.rom; do
+for f in /usr/share/qemu/*.bin /usr/share/seabios/*.bin /usr/lib/ipxe/qemu/*.rom; do
     [ -e "$f" ] && ln -sf "$f" "$fw/"
 done
 

@@ -73,6 +73,8 @@ for t in "${present[@]}"; do targets+=("tests/qtest/$t"); done
 for t in "${UNIT_TESTS[@]}"; do targets+=("tests/unit/$t"); done
 run_test setup-build "$top/scripts/build.sh" "${targets[@]}"
 [ "${failures[*]:-}" = "" ] || finish
+run_test setup-guest "$top/scripts/guest.sh"
+[ "${failures[*]:-}" = "" ] || finish
 
 # 2. The series itself.
 while read -r status rest; do

@@ -14,9 +14,9 @@ PKGS=(
     libglib2.0-dev libpixman-1-dev libslirp-dev libfdt-dev zlib1g-dev
     flex bison ccache
     # firmware for qtests and guests
-    seabios ipxe-qemu
-    # the real guest of the end-to-end tests
-    linux-image-amd64 busybox-static cpio
+    seabios ipxe-qemu qemu-system-data
+    # the real guest of the end-to-end tests (its kernel: scripts/guest.sh)
+    busybox-static cpio
 )
 
 missing=()

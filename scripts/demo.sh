@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# make demo: set up, build, then let a real guest resize a 1 TiB device.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+"$top/scripts/guest.sh" >/dev/null
+exec python3 "$top/scripts/demo.py"

@@ -1,0 +1,219 @@
+"""A real Linux guest with a virtio-mem device, driven over QMP.
+
+The guest (scripts/guest.sh) boots Debian's kernel under TCG; its /init
+loads the virtio_mem driver and prints "GUEST: MemTotal=<kB>
+virtio_mem=[ <start>-<end> ... ]" on the serial console whenever what the
+driver added changes. QMP goes through the base tree's python/qemu
+machine class.
+"""
+
+import json
+import os
+import re
+import sys
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(TOP, "build")
+sys.path.insert(0, os.path.join(BUILD, "qemu", "python"))
+
+# pylint: disable=wrong-import-position
+from qemu.machine import QEMUMachine  # noqa: E402
+
+QEMU = os.path.join(BUILD, "qemu-build", "qemu-system-x86_64")
+KERNEL = os.path.join(BUILD, "guest", "vmlinuz")
+INITRD = os.path.join(BUILD, "guest", "initrd.img")
+
+KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
+BASE_RAM = 2 * GiB
+GUEST_RE = re.compile(r"GUEST: MemTotal=(\d+) virtio_mem=\[ ([0-9a-f\- ]*)\]")
+ALIAS_RE = re.compile(r"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio \d+, \w+\): "
+                      r"alias memslot-(\d+) @")
+FLAT_RE = re.compile(r"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio \d+, \w+\): "
+                     r"(\S+)( @[0-9a-f]+)?$")
+
+
+class GuestError(Exception):
+    """The guest or QEMU did not do what was expected; carries context."""
+
+
+def size_str(size):
+    if not size:
+        return "0"
+    for unit, name in ((TiB, "TiB"), (GiB, "GiB"), (MiB, "MiB")):
+        if size >= unit and size % unit == 0:
+            return f"{size // unit} {name}"
+    return f"{size / GiB:.2f} GiB"
+
+
+class VMemGuest:
+    """One VM: base RAM, one virtio-mem device "vm0" with backend "vmem0"."""
+
+    def __init__(self, workdir, size, dynamic, qemu=QEMU, name="vm",
+                 block_size=2 * MiB, extra_args=(), dynamic_prop=True):
+        self.size = size
+        self.dynamic = dynamic
+        self.workdir = workdir
+        self.serial_log = os.path.join(workdir, f"{name}-serial.log")
+        dev = (f"virtio-mem-pci,id=vm0,memdev=vmem0,requested-size=0,"
+               f"block-size={block_size},unplugged-inaccessible=on")
+        if dynamic_prop:
+            dev += f",dynamic-memslots={'on' if dynamic else 'off'}"
+        args = [
+            "-machine", "q35", "-accel", "tcg", "-nodefaults", "-no-reboot",
+            "-cpu", "qemu64,phys-bits=48", "-smp", "1",
+            "-m", f"{BASE_RAM // MiB}M,maxmem={(BASE_RAM + size) // MiB}M",
+            "-kernel", KERNEL, "-initrd", INITRD,
+            "-append", "console=ttyS0 panic=-1 quiet "
+                       "memhp_default_state=online_movable",
+            "-object", f"memory-backend-ram,id=vmem0,size={size},reserve=off",
+            "-device", dev,
+            "-serial", f"file:{self.serial_log}",
+            *extra_args,
+        ]
+        self.vm = QEMUMachine(qemu, args=args, name=name,
+                              base_temp_dir=workdir, sock_dir=workdir)
+        self.base_memtotal = None
+
+    # -- life cycle -------------------------------------------------------
+    def start(self, timeout=60):
+        self.vm.launch()
+        self.wait(lambda: self.guest_report() is not None,
+                  timeout, "the guest to boot and report")
+        self.base_memtotal = self.guest_report()[0]
+
+    def stop(self):
+        try:
+            self.vm.shutdown(timeout=10)
+        except Exception:  # pylint: disable=broad-except
+            self.vm.kill()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- what the guest says ----------------------------------------------
+    def serial(self):
+        try:
+            with open(self.serial_log, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def guest_report(self):
+        """(MemTotal in bytes, [(start, end)]) of the last report, or None."""
+        reports = GUEST_RE.findall(self.serial())
+        if not reports:
+            return None
+        memtotal, ranges = reports[-1]
+        spans = []
+        for r in ranges.split():
+            start, end = (int(x, 16) for x in r.split("-"))
+            spans.append((start, end + 1))
+        return int(memtotal) * KiB, spans
+
+    def guest_added(self):
+        """Bytes the guest's MemTotal grew by since boot."""
+        return self.guest_report()[0] - self.base_memtotal
+
+    # -- what QEMU says ---------------------------------------------------
+    def qmp(self, cmd, **args):
+        r = self.vm.qmp(cmd, **args)
+        if "error" in r:
+            raise GuestError(f"QMP {cmd} {args}: {r['error']}")
+        return r["return"]
+
+    def hmp(self, line):
+        return self.qmp("human-monitor-command",
+                        **{"command-line": line}).replace("\r\n", "\n")
+
+    def info(self):
+        devs = [d["data"] for d in self.qmp("query-memory-devices")
+                if d["type"] == "virtio-mem"]
+        return devs[0]
+
+    def memslot_size(self):
+        return self.qmp("qom-get", property="size",
+                        path="/machine/peripheral/vm0/virtio-backend/"
+                             "memslot-0[0]")
+
+    def plugged(self):
+        return self.qmp("qom-get", path="vm0", property="size")
+
+    def resize(self, requested):
+        self.qmp("qom-set", path="vm0", property="requested-size",
+                 value=requested)
+
+    def _mtree_block(self, flat):
+        """The lines of (flat) info mtree about address space "memory".
+
+        Address spaces with the same root share one block: a header line
+        each, then the tree (or flat view), then an empty line.
+        """
+        out = self.hmp("info mtree -f" if flat else "info mtree").split("\n")
+        if flat:
+            start = next(i for i, l in enumerate(out)
+                         if l.startswith(' AS "memory",'))
+        else:
+            start = out.index("address-space: memory")
+            while out[start].startswith("address-space:"):
+                start += 1
+        end = out.index("", start)
+        return out[start:end]
+
+    def mapped_memslots(self):
+        """{index: (gpa start, gpa end)} of the memslot aliases mapped."""
+        slots = {}
+        for line in self._mtree_block(False):
+            m = ALIAS_RE.match(line)
+            if m:
+                slots[int(m.group(3))] = (int(m.group(1), 16),
+                                          int(m.group(2), 16) + 1)
+        return slots
+
+    def flat_backend_ranges(self):
+        """[(start, end)] of the flat view's ranges of the backend."""
+        ranges = []
+        for line in self._mtree_block(True):
+            m = FLAT_RE.match(line)
+            if m and m.group(3) == "vmem0":
+                ranges.append((int(m.group(1), 16), int(m.group(2), 16) + 1))
+        return ranges
+
+    # -- waiting ------------------------------------------------------------
+    def wait(self, cond, timeout, what):
+        deadline = time.monotonic() + timeout
+        while True:
+            if cond():
+                return
+            if time.monotonic() > deadline:
+                raise GuestError(f"timed out after {timeout} s waiting for "
+                                 f"{what}\n{self.context()}")
+            time.sleep(0.05)
+
+    def wait_size(self, target, timeout=60):
+        """Until the device's size and the guest's MemTotal reach target."""
+        self.wait(lambda: self.plugged() == target and
+                  self.guest_added() == target, timeout,
+                  f"plugged size {size_str(target)}")
+
+    def context(self):
+        tail = "\n".join(self.serial().splitlines()[-15:])
+        try:
+            state = json.dumps(self.info(), sort_keys=True)
+        except Exception as e:  # pylint: disable=broad-except
+            state = f"(QMP failed: {e})"
+        return f"serial log tail:\n{tail}\nQMP query-memory-devices: {state}"
+
+
+def covered_memslots(spans, addr, memslot_size):
+    """Indexes of the memslots that the guest's spans touch."""
+    idx = set()
+    for start, end in spans:
+        first = (start - addr) // memslot_size
+        last = (end - 1 - addr) // memslot_size
+        idx.update(range(first, last + 1))
+    return idx
