@@ -31,6 +31,24 @@ run_test() { # name command...
     local t0=$SECONDS
     "$@" >"$logs/$name.log" 2>&1
     rc=$?
+    # A test that reports its own "N passed, N failed" counts as N tests
+    local summary
+    summary=$(tail -1 "$logs/$name.log" |
+              sed -n 's/^\([0-9]\+\) passed, \([0-9]\+\) failed.*/\1 \2/p')
+    if [ -n "$summary" ] && [ $rc -ne 77 ]; then
+        set -- $summary
+        passed=$((passed + $1))
+        failed=$((failed + $2))
+        if [ $rc -eq 0 ] && [ "$2" -eq 0 ]; then
+            echo "PASS $name: $1 checks ($((SECONDS - t0)) s)"
+            return
+        fi
+        [ "$2" -gt 0 ] || failed=$((failed + 1))
+        failures+=("$name")
+        echo "FAIL $name (exit $rc), failed checks in $logs/$name.log:"
+        grep -A8 '^FAIL' "$logs/$name.log" | head -40 | sed 's/^/    /'
+        return
+    fi
     if [ $rc -eq 0 ]; then
         echo "PASS $name ($((SECONDS - t0)) s)"
         count PASS "$name"
