@@ -5,15 +5,17 @@
 # Usage: build.sh [extra ninja targets...]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-wt="$top/build/qemu"
+wt="${QEMU_SOURCE_DIR:-$top/build/qemu}"
 bd="${QEMU_BUILD_DIR:-$top/build/qemu-build}"
 cfg_extra=(${QEMU_CONFIGURE_EXTRA:-})
 cfg_id="x86_64-softmmu ${cfg_extra[*]}"
 
 export CCACHE_DIR="${CCACHE_DIR:-$top/build/ccache}"
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
-# Compile-time macros such as __DATE__ are not used by QEMU's objects
+# Compile-time macros such as __DATE__ are not used by QEMU's objects;
+# paths relative to build/ let other trees laid out alike share objects
 export CCACHE_SLOPPINESS=time_macros,include_file_mtime,include_file_ctime
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$top/build}"
 
 mkdir -p "$bd"
 if [ ! -f "$bd/build.ninja" ] || [ "$(cat "$bd/.configured" 2>/dev/null)" != "$cfg_id" ]; then
