@@ -8,6 +8,11 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 wt="${QEMU_SOURCE_DIR:-$top/build/qemu}"
 bd="${QEMU_BUILD_DIR:-$top/build/qemu-build}"
 cfg_extra=(${QEMU_CONFIGURE_EXTRA:-})
+# QEMU's configure hands meson an explicit compiler, so meson would not
+# add ccache by itself: name it as part of the compiler.
+if command -v ccache >/dev/null; then
+    cfg_extra=(--cc="ccache cc" --cxx="ccache c++" "${cfg_extra[@]}")
+fi
 cfg_id="x86_64-softmmu ${cfg_extra[*]}"
 
 export CCACHE_DIR="${CCACHE_DIR:-$top/build/ccache}"
