@@ -57,7 +57,7 @@ def main():
               f" at {info['memaddr']:#x}, block size "
               f"{size_str(info['block-size'])}, {info['memslots']} memslots of "
               f"{size_str(slot)}\n")
-        head = (f"{'requested':>10} {'plugged':>10} {'guest +':>10} "
+        head = (f"{'requested':>10} {'plugged':>10} {'guest':>10} "
                 f"{'took':>6} {'memslots':>9} {'mapped':>10} | "
                 f"{'KVM metadata (model)':^39} |")
         sub = (f"{'':>10} {'':>10} {'MemTotal':>10} {'':>6} "
@@ -77,7 +77,7 @@ def main():
                 mapped = g.mapped_memslots()
                 mapped_bytes = sum(e - s for s, e in mapped.values())
                 print(f"{size_str(target) if target else '0':>10} "
-                      f"{mem(g.plugged()):>10} {mem(g.guest_added()):>10} "
+                      f"{mem(g.plugged()):>10} {mem(g.guest_report()[0]):>10} "
                       f"{took:5.1f}s {len(mapped):>4}/{info['memslots']:<4} "
                       f"{mem(mapped_bytes):>10} | "
                       f"{mem(model(mapped_bytes, TDP_PER_GIB)):>8} "
