@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 S := scripts
 
 .PHONY: all deps base apply export qemu demo check check-series check-bisect \
-        install clean help
+        bench install clean help
 
 all: qemu
 
@@ -32,6 +32,9 @@ demo: qemu
 
 check: deps
 	$(S)/check.sh
+
+bench: qemu
+	bench/run.sh $(PARTS)
 
 check-series: apply
 	$(S)/check-series.sh
