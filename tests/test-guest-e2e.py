@@ -22,27 +22,13 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 # pylint: disable=wrong-import-position
+from results import Results  # noqa: E402
 from vmemguest import (GiB, MiB, GuestError, VMemGuest,  # noqa: E402
                        covered_memslots, size_str)
 
 DEVICE_SIZE = int(os.environ.get("E2E_DEVICE_SIZE", 64 * GiB))
 STEPS = [1 * GiB, 3 * GiB + 512 * MiB, 6 * GiB, 1 * GiB + 512 * MiB,
          256 * MiB, 0]
-
-
-class Results:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, ok, what, detail=""):
-        if ok:
-            self.passed += 1
-            print(f"PASS {what}")
-        else:
-            self.failed += 1
-            print(f"FAIL {what}\n{detail}")
-        sys.stdout.flush()
-        return ok
 
 
 def memslot_map_matches(g, addr, memslot_size):
@@ -130,8 +116,7 @@ def main():
               "guest-visible results (plugged size, MemTotal growth) are the "
               "same with dynamic-memslots on and off",
               f"on:  {on}\noff: {off}")
-    print(f"{res.passed} passed, {res.failed} failed")
-    return 1 if res.failed else 0
+    return res.finish()
 
 
 if __name__ == "__main__":

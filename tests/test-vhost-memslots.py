@@ -17,24 +17,11 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 # pylint: disable=wrong-import-position
+from results import Results  # noqa: E402
 from vhost_user_stub import GET_MAX_MEM_SLOTS, VhostUserStub  # noqa: E402
 from vmemguest import GiB, MiB, QEMU, QEMUMachine  # noqa: E402
 
 DEVICE_MEMORY = 64 * GiB + 1 * GiB
-
-
-class Results:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, ok, what, detail=""):
-        if ok:
-            self.passed += 1
-            print(f"PASS {what}")
-        else:
-            self.failed += 1
-            print(f"FAIL {what}\n    {detail}")
-        sys.stdout.flush()
 
 
 class Machine:
@@ -199,8 +186,7 @@ def main():
                            ("vhost below used + reserved",
                             vhost_below_used_plus_reserved)]:
             case(res, workdir, name, body)
-    print(f"{res.passed} passed, {res.failed} failed")
-    return 1 if res.failed else 0
+    return res.finish()
 
 
 if __name__ == "__main__":
