@@ -17,6 +17,8 @@ PKGS=(
     seabios ipxe-qemu qemu-system-data
     # the real guest of the end-to-end tests (its kernel: scripts/guest.sh)
     busybox-static cpio
+    # leak and memory-error checks
+    valgrind
 )
 
 missing=()
