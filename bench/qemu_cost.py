@@ -51,16 +51,13 @@ def one_start(peer, size, workdir):
             raise RuntimeError(f"{peer.name}: {r}")
         dev = [d["data"] for d in vm.qmp("query-memory-devices")["return"]]
         hwm = vm_status_kib(vm.get_pid(), "VmHWM") * 1024
-        mtree = vm.qmp("human-monitor-command",
-                       **{"command-line": "info mtree -f"})["return"]
-        ranges = sum(1 for line in mtree.split("\n") if "): vmem0" in line)
     finally:
         vm.shutdown()
     memslots = dev[0].get("memslots")
     if memslots is None and peer.dynamic:
         # upstream has no such field: count the memslot aliases
         memslots = len(vm_aliases(peer, args, workdir))
-    return took, hwm, memslots, ranges
+    return took, hwm, memslots
 
 
 def vm_aliases(peer, args, workdir):
@@ -85,21 +82,20 @@ def main():
                 took = statistics.median(r[0] for r in runs)
                 hwm = statistics.median(r[1] for r in runs)
                 rows.append((size_str(size), peer.name, took, hwm,
-                             runs[0][2] if runs[0][2] is not None else 1,
-                             runs[0][3]))
+                             runs[0][2] if runs[0][2] is not None else 1))
                 print(f"  measured {size_str(size)} {peer.name}", flush=True,
                       file=sys.stderr)
     print(f"QEMU-side cost, stopped VM, nothing plugged (median of {RUNS} "
           "starts, TCG, q35, 2 GiB boot memory)\n")
     print("| device | QEMU | start to QMP answer | peak RSS (VmHWM) "
-          "| memslots | mapped flat ranges |")
-    print("|---|---|---:|---:|---:|---:|")
+          "| memslots |")
+    print("|---|---|---:|---:|---:|")
     base = {}
-    for size, name, took, hwm, memslots, ranges in rows:
+    for size, name, took, hwm, memslots in rows:
         base.setdefault(size, hwm)
         print(f"| {size} | {name} | {took * 1000:.0f} ms | "
               f"{hwm / MiB:.1f} MiB ({(hwm - base[size]) / MiB:+.1f}) | "
-              f"{memslots} | {ranges} |")
+              f"{memslots} |")
     print("\n(+x: peak RSS relative to stock 7.2 with the same device)")
     return 0
 
