@@ -10,7 +10,13 @@ S := scripts
 all: qemu
 
 help:
-	@sed -n 's/^## //p' README.md | head -40
+	@echo "make demo          build, boot a real guest with a 1 TiB device, resize it"
+	@echo "make check         every test; ends with 'N passed, N failed'"
+	@echo "make qemu          apply the series and build build/qemu-build/qemu-system-x86_64"
+	@echo "make apply|export  work tree build/qemu <-> patches/ (see README, Developing)"
+	@echo "make check-series  the series checks alone; make check-bisect: every patch"
+	@echo "make bench         benchmarks against stock 7.2 and upstream 10.0"
+	@echo "make install PREFIX=... [DESTDIR=...]"
 
 deps:
 	$(S)/deps.sh
