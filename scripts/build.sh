@@ -3,6 +3,9 @@
 # build/qemu-build, out of tree so that re-applying the series keeps it.
 #
 # Usage: build.sh [extra ninja targets...]
+#
+# QEMU_BUILD_DIR, QEMU_CC/QEMU_CXX (default cc/c++) and QEMU_CONFIGURE_EXTRA
+# select another build of the same work tree (check-asan.sh uses them).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 wt="${QEMU_SOURCE_DIR:-$top/build/qemu}"
@@ -10,9 +13,11 @@ bd="${QEMU_BUILD_DIR:-$top/build/qemu-build}"
 cfg_extra=(${QEMU_CONFIGURE_EXTRA:-})
 # QEMU's configure hands meson an explicit compiler, so meson would not
 # add ccache by itself: name it as part of the compiler.
+qcc=${QEMU_CC:-cc} qcxx=${QEMU_CXX:-c++}
 if command -v ccache >/dev/null; then
-    cfg_extra=(--cc="ccache cc" --cxx="ccache c++" "${cfg_extra[@]}")
+    qcc="ccache $qcc" qcxx="ccache $qcxx"
 fi
+cfg_extra=(--cc="$qcc" --cxx="$qcxx" "${cfg_extra[@]}")
 cfg_id="x86_64-softmmu ${cfg_extra[*]}"
 
 export CCACHE_DIR="${CCACHE_DIR:-$top/build/ccache}"

@@ -20,20 +20,46 @@ if [ ! -d "$root/boot" ]; then
 fi
 cp -f "$root"/boot/vmlinuz-* "$out/vmlinuz"
 
-# The initramfs: rebuilt when /init changes (well under a second)
-initrd="$out/initrd.img"
-if [ ! -f "$initrd" ] || [ "$top/tests/guest/init" -nt "$initrd" ]; then
+# Modules in load order: each after the modules it depends on
+load_order=()
+add_module() { # name
+    local m=$1 ko dep
+    for dep in "${load_order[@]}"; do [ "$dep" = "$m" ] && return; done
+    ko=$(find "$root/lib/modules" -name "$m.ko" -o -name "${m//_/-}.ko" | head -1)
+    [ -n "$ko" ] || { echo "guest: no $m.ko in $pkg" >&2; exit 1; }
+    for dep in $(modinfo -F depends "$ko" | tr ',' ' '); do
+        add_module "$dep"
+    done
+    load_order+=("$m")
+    cp "$ko" "$tree/lib/modules/"
+}
+
+# An initramfs with a static busybox, /init and modules (with their
+# dependencies, listed in load order in /lib/modules/load); rebuilt when its
+# /init changes (well under a second)
+build_initrd() { # output init modules...
+    local initrd=$1 init=$2 m
+    shift 2
+    [ ! -f "$initrd" ] || [ "$init" -nt "$initrd" ] || [ "$0" -nt "$initrd" ] ||
+        return 0
     tree="$out/initramfs"
     rm -rf "$tree"
     mkdir -p "$tree/bin" "$tree/lib/modules"
     cp /bin/busybox "$tree/bin/busybox"
-    install -m 755 "$top/tests/guest/init" "$tree/init"
-    for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev \
-             virtio_pci virtio_mem; do
-        find "$root/lib/modules" -name "$m.ko" -exec cp {} "$tree/lib/modules/" \;
-        [ -f "$tree/lib/modules/$m.ko" ] || { echo "guest: no $m.ko in $pkg" >&2; exit 1; }
-    done
+    install -m 755 "$init" "$tree/init"
+    load_order=()
+    for m in "$@"; do add_module "$m"; done
+    for m in "${load_order[@]}"; do
+        basename "$(ls "$tree/lib/modules/$m.ko" "$tree/lib/modules/${m//_/-}.ko" 2>/dev/null)"
+    done > "$tree/lib/modules/load"
     (cd "$tree" && find . | cpio -o -H newc --quiet | gzip -1) > "$initrd.tmp"
     mv "$initrd.tmp" "$initrd"
-fi
-echo "guest: $out/vmlinuz ($pkg), $initrd"
+}
+
+# The test guest: the virtio-mem driver
+build_initrd "$out/initrd.img" "$top/tests/guest/init" virtio_pci virtio_mem
+# The KVM host for bench/kvm_metadata.py: a TCG guest that runs KVM (AMD
+# SVM with NPT, which TCG offers) and gets binaries over 9p
+build_initrd "$out/kvmhost.img" "$top/bench/nested/init" virtio_pci \
+    9pnet_virtio 9p kvm_amd
+echo "guest: $out/vmlinuz ($pkg), $out/initrd.img, $out/kvmhost.img"

@@ -49,8 +49,10 @@ def size_str(size):
 class VMemGuest:
     """One VM: base RAM, one virtio-mem device "vm0" with backend "vmem0"."""
 
+    # pylint: disable=too-many-arguments
     def __init__(self, workdir, size, dynamic, qemu=QEMU, name="vm",
-                 block_size=2 * MiB, extra_args=(), dynamic_prop=True):
+                 block_size=2 * MiB, extra_args=(), dynamic_prop=True,
+                 accel="tcg", machine="q35", base_ram=BASE_RAM, wrapper=()):
         self.size = size
         self.dynamic = dynamic
         self.workdir = workdir
@@ -60,9 +62,9 @@ class VMemGuest:
         if dynamic_prop:
             dev += f",dynamic-memslots={'on' if dynamic else 'off'}"
         args = [
-            "-machine", "q35", "-accel", "tcg", "-nodefaults", "-no-reboot",
+            "-machine", machine, "-accel", accel, "-nodefaults", "-no-reboot",
             "-cpu", "qemu64,phys-bits=48", "-smp", "1",
-            "-m", f"{BASE_RAM // MiB}M,maxmem={(BASE_RAM + size) // MiB}M",
+            "-m", f"{base_ram // MiB}M,maxmem={(base_ram + size) // MiB}M",
             "-kernel", KERNEL, "-initrd", INITRD,
             "-append", "console=ttyS0 panic=-1 quiet "
                        "memhp_default_state=online_movable",
@@ -71,7 +73,7 @@ class VMemGuest:
             "-serial", f"file:{self.serial_log}",
             *extra_args,
         ]
-        self.vm = QEMUMachine(qemu, args=args, name=name,
+        self.vm = QEMUMachine(qemu, args=args, name=name, wrapper=wrapper,
                               base_temp_dir=workdir, sock_dir=workdir)
         self.base_memtotal = None
 

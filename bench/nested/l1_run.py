@@ -1,0 +1,185 @@
+"""Runs inside the KVM host (bench/nested/init): one job of kvm_metadata.py.
+
+The job (JSON) lists runs; each starts one inner QEMU with -accel kvm in a
+memory cgroup of its own and writes JSON lines to the job's output file:
+
+- "static" runs start QEMU stopped (-S): the memslots exist once the
+  machine is created, no guest code needs to run. A run without the
+  virtio-mem device gives the baseline of the same QEMU.
+- "guest" runs boot the real test guest and let its virtio_mem driver plug
+  each step's size; the device's metadata at a step is the static metadata
+  plus what the cgroup's kernel memory grew by since the guest booted with
+  nothing plugged (so the guest's own kernel footprint cancels out).
+
+KVM charges memslot metadata (rmap, gfn_track, lpage_info, dirty bitmaps)
+to the memory cgroup of the process creating the memslot
+(GFP_KERNEL_ACCOUNT). Small arrays come from kmalloc, large ones from
+vmalloc, so /proc/vmallocinfo alone would miss memslots of a few GiB: the
+cgroup's "kernel" counter, minus page tables and stacks, sees both.
+/proc/vmallocinfo by KVM caller is recorded as well.
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(TOP, "bench"))
+sys.path.insert(0, os.path.join(TOP, "tests", "lib"))
+# pylint: disable=wrong-import-position
+from peers import peers  # noqa: E402
+from vmemguest import GiB, MiB, QEMUMachine, VMemGuest  # noqa: E402
+
+# The inner guest keeps the memmap of what it plugs (1.6 %) in boot memory
+BASE_RAM = 2 * GiB
+NOT_METADATA = ("kernel_stack", "pagetables", "sec_pagetables", "percpu",
+                "sock")
+
+
+class Cgroup:
+    """A memory cgroup that the inner QEMU enters before it execs."""
+    count = 0
+
+    def __init__(self):
+        Cgroup.count += 1
+        self.path = f"/sys/fs/cgroup/run{Cgroup.count}"
+        os.mkdir(self.path)
+        self.wrapper = ["/bin/sh", "-c",
+                        f'echo $$ > {self.path}/cgroup.procs && exec "$@"',
+                        "inner-qemu"]
+
+    def kmem(self):
+        """Kernel memory charged to the cgroup that is not page tables,
+        stacks, per-cpu or socket memory."""
+        with open(f"{self.path}/memory.stat", encoding="ascii") as f:
+            stat = dict((k, int(v)) for k, v in
+                        (line.split() for line in f))
+        return stat["kernel"] - sum(stat.get(k, 0) for k in NOT_METADATA)
+
+
+def kvm_vmalloc():
+    """{caller: bytes} of the vmalloc areas that KVM's modules allocated."""
+    by_caller = {}
+    with open("/proc/vmallocinfo", encoding="ascii") as f:
+        for line in f:
+            if "[kvm" not in line:
+                continue
+            fields = line.split()
+            caller = fields[2].split("+")[0]
+            pages = [int(x[6:]) for x in fields if x.startswith("pages=")]
+            by_caller[caller] = by_caller.get(caller, 0) + \
+                (pages[0] if pages else 0) * 4096
+    return by_caller
+
+
+def mapped_memslots(peer, g):
+    """Memslots of the device in QEMU's memory map."""
+    return len(g.mapped_memslots()) if peer.dynamic else 1
+
+
+def inner_guest(run, peer, cg, extra_args=()):
+    workdir = tempfile.mkdtemp(dir="/tmp")
+    return VMemGuest(workdir, run["size"], bool(peer.dynamic),
+                     qemu=peer.binary, accel="kvm",
+                     machine=f"q35,smm={run['smm']}", base_ram=BASE_RAM,
+                     wrapper=cg.wrapper, extra_args=peer.args + list(extra_args),
+                     dynamic_prop=peer.dynamic is not None)
+
+
+def baseline_run(run, peer, out):
+    """The same QEMU without the virtio-mem device."""
+    cg = Cgroup()
+    workdir = tempfile.mkdtemp(dir="/tmp")
+    args = ["-S", "-machine", f"q35,smm={run['smm']}", "-accel", "kvm",
+            "-nodefaults", "-cpu", "qemu64,phys-bits=48", "-smp", "1",
+            "-m", f"{BASE_RAM // MiB}M"] + peer.args
+    with peer:
+        vm = QEMUMachine(peer.binary, wrapper=cg.wrapper, args=args,
+                         base_temp_dir=workdir, sock_dir=workdir)
+        vm.launch()
+    try:
+        vm.qmp("query-status")
+        out({"kmem": cg.kmem(), "vmalloc": kvm_vmalloc()})
+    finally:
+        vm.shutdown()
+
+
+def static_run(run, peer, out):
+    """The device with nothing plugged, QEMU stopped before any guest code."""
+    cg = Cgroup()
+    with peer:
+        g = inner_guest(run, peer, cg, ["-S"])
+        g.vm.launch()
+    try:
+        g.qmp("query-status")
+        out({"kmem": cg.kmem(), "vmalloc": kvm_vmalloc(),
+             "memslots": mapped_memslots(peer, g)})
+    finally:
+        g.stop()
+
+
+def dirty_bitmap_kmem(g, cg):
+    """Extra kernel memory while calc-dirty-rate logs dirty pages."""
+    before = cg.kmem()
+    g.qmp("calc-dirty-rate", **{"calc-time": 2, "mode": "dirty-bitmap"})
+    peak = before
+    deadline = time.monotonic() + 60
+    while g.qmp("query-dirty-rate")["status"] != "measured":
+        peak = max(peak, cg.kmem())
+        if time.monotonic() > deadline:
+            raise RuntimeError("calc-dirty-rate did not finish")
+        time.sleep(0.05)
+    return peak - before
+
+
+def guest_run(run, peer, out):
+    cg = Cgroup()
+    with peer:
+        g = inner_guest(run, peer, cg)
+        t0 = time.monotonic()
+        g.start(timeout=600)
+    try:
+        booted = cg.kmem()
+        out({"kind": "boot", "took": time.monotonic() - t0})
+        for step in run["steps"]:
+            t0 = time.monotonic()
+            g.resize(step)
+            g.wait_size(step, timeout=1800)
+            rec = {"kind": "step", "plugged": step,
+                   "took": time.monotonic() - t0,
+                   "kmem_growth": cg.kmem() - booted,
+                   "vmalloc": kvm_vmalloc(),
+                   "memslots": mapped_memslots(peer, g)}
+            if step == run["steps"][-1] and run.get("dirty"):
+                rec["dirty_bitmap"] = dirty_bitmap_kmem(g, cg)
+            out(rec)
+    finally:
+        g.stop()
+
+
+def main():
+    with open(sys.argv[1], encoding="utf-8") as f:
+        job = json.load(f)
+    by_name = {p.name: p for p in peers()}
+    with open(job["out"], "a", encoding="utf-8") as results:
+        for run in job["runs"]:
+            peer = by_name[run["peer"]]
+
+            def out(rec, run=run):
+                full = dict(run, tdp_mmu=job["tdp_mmu"])
+                full.update(rec)
+                line = json.dumps(full, sort_keys=True)
+                results.write(line + "\n")
+                results.flush()
+                print("KVMHOST:", line, flush=True)
+            try:
+                {"baseline": baseline_run, "static": static_run,
+                 "guest": guest_run}[run["kind"]](run, peer, out)
+            except Exception as e:  # pylint: disable=broad-except
+                out({"kind": "error", "error": f"{type(e).__name__}: {e}"})
+
+
+if __name__ == "__main__":
+    main()
