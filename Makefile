@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 S := scripts
 
 .PHONY: all deps base apply export qemu demo check check-series check-bisect \
-        bench install clean help
+        check-asan fuzz bench install clean help
 
 all: qemu
 
@@ -15,6 +15,8 @@ help:
 	@echo "make qemu          apply the series and build build/qemu-build/qemu-system-x86_64"
 	@echo "make apply|export  work tree build/qemu <-> patches/ (see README, Developing)"
 	@echo "make check-series  the series checks alone; make check-bisect: every patch"
+	@echo "make check-asan    the series' tests against an ASan+UBSan build (clang)"
+	@echo "make fuzz SECONDS=N  the virtio-mem fuzz target (libFuzzer), default 60 s"
 	@echo "make bench         benchmarks against stock 7.2 and upstream 10.0"
 	@echo "make install PREFIX=... [DESTDIR=...]"
 
@@ -47,6 +49,13 @@ check-series: apply
 
 check-bisect: apply
 	$(S)/check-bisect.sh
+
+check-asan: apply
+	$(S)/check-asan.sh
+
+SECONDS ?= 60
+fuzz: apply
+	$(S)/fuzz.sh $(SECONDS)
 
 install: qemu
 	$(S)/install.sh "$(PREFIX)" "$(DESTDIR)"

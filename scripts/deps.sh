@@ -17,8 +17,10 @@ PKGS=(
     seabios ipxe-qemu qemu-system-data
     # the real guest of the end-to-end tests (its kernel: scripts/guest.sh)
     busybox-static cpio
-    # leak and memory-error checks
-    valgrind
+    # leak and memory-error checks; the sanitizer and fuzzing build
+    valgrind clang libclang-rt-dev
+    # benchmark plots
+    gnuplot-nox
 )
 
 missing=()

@@ -20,7 +20,9 @@ sys.path.insert(0, os.path.join(BUILD, "qemu", "python"))
 # pylint: disable=wrong-import-position
 from qemu.machine import QEMUMachine  # noqa: E402
 
-QEMU = os.path.join(BUILD, "qemu-build", "qemu-system-x86_64")
+# VMEM_QEMU: another build of ours (check-asan.sh runs the sanitized one)
+QEMU = os.environ.get("VMEM_QEMU") or \
+    os.path.join(BUILD, "qemu-build", "qemu-system-x86_64")
 KERNEL = os.path.join(BUILD, "guest", "vmlinuz")
 INITRD = os.path.join(BUILD, "guest", "initrd.img")
 

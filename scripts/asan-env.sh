@@ -1,0 +1,9 @@
+# The sanitizer build (sourced): where it lives, how it is configured, and
+# how its reports end a run. Used by check-asan.sh and fuzz.sh.
+export QEMU_BUILD_DIR="$top/build/qemu-asan"
+export QEMU_CC=clang QEMU_CXX=clang++
+export QEMU_CONFIGURE_EXTRA="--enable-sanitizers --enable-fuzzing"
+# Any report is fatal; leaks are checked when QEMU exits
+export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=1:print_summary=1"
+export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:print_summary=1"
+export LSAN_OPTIONS="suppressions=$top/tests/sanitizers/lsan.supp:print_suppressions=1"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# make fuzz SECONDS=N: run the virtio-mem fuzz target (libFuzzer, ASan and
+# UBSan) for N seconds (default 60) from the committed seed corpus; new
+# inputs go to build/fuzz-corpus, crashes to build/fuzz-artifacts.
+# Prints libFuzzer's statistics; fails on a crash or sanitizer report.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/asan-env.sh"
+secs=${1:-60}
+"$top/scripts/build.sh" qemu-fuzz-x86_64 >/dev/null
+corpus="$top/build/fuzz-corpus" artifacts="$top/build/fuzz-artifacts"
+mkdir -p "$corpus" "$artifacts"
+# libFuzzer's own leak check would count every forked child's state
+"$QEMU_BUILD_DIR/qemu-fuzz-x86_64" --fuzz-target=virtio-mem-fuzz \
+    -max_total_time="$secs" -print_final_stats=1 -detect_leaks=0 \
+    -artifact_prefix="$artifacts/" -close_fd_mask=1 \
+    "$corpus" "$top/tests/fuzz/virtio-mem" >"$top/build/fuzz.log" 2>&1 ||
+    { tail -60 "$top/build/fuzz.log"; exit 1; }
+grep -v '^#[0-9]*\s*\(NEW\|REDUCE\|pulse\)' "$top/build/fuzz.log" | tail -25

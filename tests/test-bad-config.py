@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Every row of the docs' table of invalid configurations, as a test.
+
+Reads the table "Invalid configurations" of the series' virtio-mem docs
+(docs/system/devices/virtio-mem.rst in the work tree) and runs each row:
+- command line rows: QEMU must exit with status 1 and print the row's
+  message, or, for rows saying "Accepted", start and report the device
+  (with the number of memslots the row gives);
+- qom-set rows: QMP must return the row's message and the property must
+  keep its value;
+- vhost rows need a vhost-user backend: tests/test-vhost-memslots.py checks
+  them; here the row's message must be one that test asserts.
+So the docs cannot promise a message that QEMU does not print.
+"""
+
+import ast
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "lib"))
+# pylint: disable=wrong-import-position
+from results import Results  # noqa: E402
+from vmemguest import BUILD, QEMU, QEMUMachine  # noqa: E402
+
+DOC = os.path.join(BUILD, "qemu", "docs", "system", "devices",
+                   "virtio-mem.rst")
+VHOST_TEST = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "test-vhost-memslots.py")
+BASE = ["-machine", "q35", "-accel", "tcg", "-nodefaults", "-display", "none",
+        "-S"]
+QOM_VM = ("-m 1G,maxmem=9G -object memory-backend-ram,id=mem0,size=8G,"
+          "reserve=off -device virtio-mem-pci,id=vm0,memdev=mem0,"
+          "dynamic-memslots=on")
+LITERAL = re.compile(r"^``(.*)``$")
+
+
+def table_rows():
+    """[(configuration, result)] of the list-table after the heading."""
+    with open(DOC, encoding="utf-8") as f:
+        text = f.read()
+    section = text.split("Invalid configurations\n", 1)[1]
+    rows, cells = [], None
+    for line in section.split("\n.. list-table::", 1)[1].splitlines()[1:]:
+        if line.startswith("   * - "):
+            cells = [line[7:]]
+            rows.append(cells)
+        elif line.startswith("     - ") and cells is not None:
+            cells.append(line[7:])
+        elif line.startswith("       ") and cells is not None:
+            cells[-1] += " " + line.strip()
+        elif line and not line.startswith(" "):
+            break
+    return [tuple(r) for r in rows[1:]]       # without the header row
+
+
+def qmp_session(args, commands):
+    """Run QEMU with QMP on stdio: (exit status, stderr, QMP replies)."""
+    lines = [{"execute": "qmp_capabilities"}] + commands + \
+        [{"execute": "quit"}]
+    proc = subprocess.run([QEMU] + BASE + ["-qmp", "stdio"] + args,
+                          input="".join(json.dumps(c) + "\n" for c in lines),
+                          capture_output=True, text=True, timeout=120,
+                          check=False)
+    replies = [json.loads(line) for line in proc.stdout.splitlines()
+               if line.startswith("{") and '"event"' not in line]
+    return proc.returncode, proc.stderr, replies[1:]
+
+
+def command_line_row(res, config, result):
+    args = shlex.split(config)
+    rc, err, replies = qmp_session(args, [{"execute":
+                                           "query-memory-devices"}])
+    m = LITERAL.match(result)
+    if m:
+        res.check(rc == 1 and m.group(1) in err,
+                  f"refused: {config}", f"exit {rc}, stderr: {err.strip()}")
+        return
+    devs = replies[1]["return"] if rc == 0 and len(replies) > 1 else []
+    want = re.search(r"``memslots`` (\d+)", result)
+    ok = rc == 0 and len(devs) == 1 and \
+        (not want or devs[0]["data"].get("memslots") == int(want.group(1)))
+    res.check(ok, f"accepted: {config}", f"exit {rc}, {err.strip()} {devs}")
+
+
+def qom_set_row(res, config, result, workdir):
+    _, path, prop, value = config.split()
+    value = json.loads(value)
+    vm = QEMUMachine(QEMU, args=BASE + shlex.split(QOM_VM),
+                     base_temp_dir=workdir, sock_dir=workdir)
+    vm.launch()
+    try:
+        before = vm.qmp("qom-get", path=path, property=prop)
+        r = vm.qmp("qom-set", path=path, property=prop, value=value)
+        after = vm.qmp("qom-get", path=path, property=prop)
+    finally:
+        vm.shutdown()
+    expected = LITERAL.match(result).group(1)
+    res.check("error" in r and r["error"]["desc"] == expected and
+              before == after,
+              f"refused, nothing changed: {config}",
+              f"{r}; {prop} before {before}, after {after}")
+
+
+def vhost_strings():
+    with open(VHOST_TEST, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    return [n.value for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+
+def vhost_row(res, config, result, strings):
+    m = LITERAL.match(result)
+    expected = m.group(1) if m else "decides on 1 memslot"
+    res.check(any(expected in s for s in strings),
+              f"asserted by test-vhost-memslots: {config}",
+              f"no check of {expected!r} in {VHOST_TEST}")
+
+
+def main():
+    res = Results()
+    rows = table_rows()
+    res.check(len(rows) >= 20, f"the docs list {len(rows)} configurations",
+              DOC)
+    strings = vhost_strings()
+    with tempfile.TemporaryDirectory(prefix="vmem-badcfg-") as workdir:
+        for config, result in rows:
+            literal = LITERAL.match(config)
+            if config.startswith("vhost:"):
+                vhost_row(res, config, result, strings)
+            elif literal and literal.group(1).startswith("qom-set "):
+                qom_set_row(res, literal.group(1), result, workdir)
+            elif literal:
+                command_line_row(res, literal.group(1), result)
+            else:
+                res.check(False, f"a row the test understands: {config}")
+    return res.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
