@@ -7,12 +7,10 @@
 #   configuration and unpacked with dpkg -x into build/peers/upstream,
 #   together with the bookworm libraries it needs. The system's apt state
 #   does not change for it.
-# The private sources are derived from the machine's own deb822 sources:
-# entries that carry "<codename>-updates" get "<codename>-backports" too.
+# The private apt configuration: scripts/apt-backports.sh.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 peers="$top/build/peers"
-apt_dir="$peers/apt"
 up="$peers/upstream"
 
 # stock
@@ -23,23 +21,9 @@ fi
 
 # upstream
 if [ ! -x "$up/usr/bin/qemu-system-x86_64" ]; then
-    mkdir -p "$apt_dir/etc/sources.list.d" "$apt_dir/state/lists/partial" \
-             "$apt_dir/cache/archives/partial" "$peers/debs"
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        sed -E 's/^(Suites:.*\b([a-z]+)-updates\b.*)$/\1 \2-backports/' "$f" \
-            > "$apt_dir/etc/sources.list.d/$(basename "$f")"
-    done
-    cat > "$apt_dir/apt.conf" <<CONF
-Dir::State "$apt_dir/state";
-Dir::State::status "/var/lib/dpkg/status";
-Dir::Cache "$apt_dir/cache";
-Dir::Etc::SourceParts "$apt_dir/etc/sources.list.d";
-Dir::Etc::SourceList "/dev/null";
-APT::Sandbox::User "root";
-CONF
-    export APT_CONFIG="$apt_dir/apt.conf"
-    apt-get update -qq
+    mkdir -p "$peers/debs"
+    APT_CONFIG=$("$top/scripts/apt-backports.sh")
+    export APT_CONFIG
     codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
     bpo=()
     for p in qemu-system-x86 qemu-system-common qemu-system-data seabios \

@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""libvirt drives our QEMU: dynamic memslots from domain XML, resized by virsh.
+
+For libvirt 11.3 (bookworm-backports, knows <target dynamicMemslots='yes'>)
+and Debian 12's libvirt 9.0 (does not; tests/libvirt/vmem-override.xml sets
+the property with <qemu:override>), see scripts/libvirt.sh:
+- start a private session daemon (as user nobody, all state in a temporary
+  folder; 9.0 in a mount namespace that shows it its own data files);
+- define and start the domain of tests/libvirt/ with our QEMU as emulator,
+  booting the real test guest under TCG with a 64 GiB virtio-mem device;
+- check through virsh qemu-monitor-command that QEMU got
+  dynamic-memslots=on, resize with virsh update-memory-device up and down,
+  wait (deadline) for the device and the guest to follow, and check that
+  info mtree maps exactly the memslots holding the guest's memory;
+- destroy and undefine; the daemon stops, nothing is left.
+Skips (exit 77) when the libvirt packages cannot be installed.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "lib"))
+# pylint: disable=wrong-import-position
+from results import Results  # noqa: E402
+from vmemguest import (ALIAS_RE, BUILD, GUEST_RE, INITRD, KERNEL, QEMU,  # noqa: E402
+                       TOP, GiB, KiB, covered_memslots)
+
+OLD = os.path.join(BUILD, "libvirt-9.0", "root")
+XML_DIR = os.path.join(TOP, "tests", "libvirt")
+ALIAS = "ua-vmem0"
+TIMEOUT = 90
+
+
+class Libvirt:
+    """One libvirt version: a private session daemon and virsh for it."""
+
+    def __init__(self, version, workdir):
+        self.version = version
+        self.dir = workdir
+        self.env = {"HOME": f"{workdir}/home",
+                    "XDG_RUNTIME_DIR": f"{workdir}/run",
+                    "XDG_CONFIG_HOME": f"{workdir}/config",
+                    "XDG_CACHE_HOME": f"{workdir}/cache",
+                    "PATH": "/usr/bin:/bin"}
+        self.prefix = ""
+        if version == "9.0":
+            self.prefix = OLD
+            self.env["LD_LIBRARY_PATH"] = f"{OLD}/usr/lib/x86_64-linux-gnu"
+            self.env["LIBVIRT_DRIVER_DIR"] = \
+                f"{OLD}/usr/lib/x86_64-linux-gnu/libvirt/connection-driver"
+        for d in ("home", "run", "config/libvirt", "cache"):
+            os.makedirs(f"{workdir}/{d}")
+        # QEMU's stdout and stderr to a file: no virtlogd needed
+        with open(f"{workdir}/config/libvirt/qemu.conf", "w",
+                  encoding="ascii") as f:
+            f.write('stdio_handler = "file"\n')
+        subprocess.run(["chown", "-R", "nobody:nogroup", workdir], check=True)
+        os.chmod(f"{workdir}/run", 0o700)
+        self.daemon = None
+
+    def _as_nobody(self, argv):
+        env = [f"{k}={v}" for k, v in self.env.items()]
+        return ["setpriv", "--reuid=nobody", "--regid=nogroup",
+                "--clear-groups", "env", "-i"] + env + argv
+
+    def start_daemon(self):
+        argv = self._as_nobody([f"{self.prefix}/usr/sbin/libvirtd",
+                                "--timeout=0"])
+        if self.version == "9.0":
+            # libvirt 9.0 reads its CPU models from /usr/share/libvirt,
+            # where 11.3's are installed: show it its own, to it alone
+            argv = ["unshare", "--mount", "--propagation", "private", "sh",
+                    "-c", f'mount --bind {OLD}/usr/share/libvirt '
+                          f'/usr/share/libvirt && exec "$@"', "sh"] + argv
+        log = open(f"{self.dir}/libvirtd.log", "w", encoding="utf-8")
+        self.daemon = subprocess.Popen(argv, stdout=log,
+                                       stderr=subprocess.STDOUT)
+        sock = f"{self.dir}/run/libvirt/libvirt-sock"
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sock):
+            if self.daemon.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"libvirtd {self.version} did not start")
+            time.sleep(0.05)
+
+    def stop_daemon(self):
+        if self.daemon:
+            self.daemon.terminate()
+            self.daemon.wait(timeout=30)
+
+    def virsh(self, *args, check=True):
+        r = subprocess.run(self._as_nobody(
+            [f"{self.prefix}/usr/bin/virsh", "-c", "qemu:///session"] +
+            list(args)), capture_output=True, text=True, timeout=120,
+            check=False)
+        if check and r.returncode:
+            raise RuntimeError(f"virsh {' '.join(args)}: {r.stderr.strip()}")
+        return r.stdout
+
+    def qmp(self, domain, cmd, **args):
+        out = self.virsh("qemu-monitor-command", domain,
+                         json.dumps({"execute": cmd, "arguments": args}))
+        return json.loads(out)["return"]
+
+
+def domain_xml(name, workdir):
+    """The example XML with this machine's paths."""
+    with open(os.path.join(XML_DIR, f"{name}.xml"), encoding="utf-8") as f:
+        xml = f.read()
+    xml = xml.replace("/usr/local/bin/qemu-system-x86_64", QEMU)
+    xml = xml.replace("/var/lib/vmem-guest/vmlinuz", KERNEL)
+    xml = xml.replace("/var/lib/vmem-guest/initrd.img", INITRD)
+    xml = xml.replace(f"/var/log/{name}-serial.log", f"{workdir}/serial.log")
+    path = os.path.join(workdir, f"{name}.xml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(xml)
+    os.chmod(path, 0o644)
+    return path
+
+
+class Domain:
+    def __init__(self, lv, name, workdir):
+        self.lv, self.name, self.dir = lv, name, workdir
+
+    def guest_report(self):
+        try:
+            with open(f"{self.dir}/serial.log", encoding="utf-8",
+                      errors="replace") as f:
+                reports = GUEST_RE.findall(f.read())
+        except FileNotFoundError:
+            return None
+        if not reports:
+            return None
+        memtotal, ranges = reports[-1]
+        spans = [tuple(int(x, 16) + i for i, x in enumerate(r.split("-")))
+                 for r in ranges.split()]
+        return int(memtotal) * KiB, spans
+
+    def wait(self, cond, what):
+        deadline = time.monotonic() + TIMEOUT
+        while not cond():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}")
+            time.sleep(0.2)
+
+    def size(self):
+        return self.lv.qmp(self.name, "qom-get", path=ALIAS, property="size")
+
+    def mapped_memslots(self):
+        tree = self.lv.qmp(self.name, "human-monitor-command",
+                           **{"command-line": "info mtree"})
+        lines = tree.replace("\r\n", "\n").split("\n")
+        start = lines.index("address-space: memory")
+        end = lines.index("", start)
+        return {int(m.group(3)) for m in
+                (ALIAS_RE.match(l) for l in lines[start:end]) if m}
+
+
+def exercise(res, lv, xml_name, workdir):
+    v = lv.version
+    name = xml_name
+    lv.virsh("define", domain_xml(xml_name, workdir))
+    dom = Domain(lv, name, workdir)
+    try:
+        lv.virsh("start", name)
+        res.check(lv.qmp(name, "qom-get", path=ALIAS,
+                         property="dynamic-memslots") is True,
+                  f"libvirt {v}: QEMU got dynamic-memslots=on from {xml_name}.xml")
+        dom.wait(lambda: dom.guest_report() is not None, "the guest to boot")
+        base = dom.guest_report()[0]
+        info = [d["data"] for d in lv.qmp(name, "query-memory-devices")][0]
+        memslot = info["max-size"] // info["memslots"]
+        for target in (4 * GiB, 1 * GiB):
+            t0 = time.monotonic()
+            lv.virsh("update-memory-device", name, "--alias", ALIAS,
+                     "--requested-size", f"{target // KiB}KiB")
+            dom.wait(lambda t=target: dom.size() == t and
+                     dom.guest_report()[0] - base == t,
+                     f"the guest to reach {target // GiB} GiB")
+            spans = dom.guest_report()[1]
+            want = covered_memslots(spans, info["memaddr"], memslot)
+            got = dom.mapped_memslots()
+            res.check(got == want and
+                      sum(e - s for s, e in spans) == target,
+                      f"libvirt {v}: virsh update-memory-device to "
+                      f"{target // GiB} GiB: the guest followed in "
+                      f"{time.monotonic() - t0:.1f} s, info mtree maps "
+                      f"memslots {sorted(got)}",
+                      f"mapped {sorted(got)}, the guest's memory is in "
+                      f"{sorted(want)}")
+    finally:
+        lv.virsh("destroy", name, check=False)
+        lv.virsh("undefine", name, check=False)
+    res.check(lv.virsh("list", "--all", "--name").strip() == "",
+              f"libvirt {v}: destroy and undefine leave no domain")
+
+
+def main():
+    res = Results()
+    setup = subprocess.run([os.path.join(TOP, "scripts", "libvirt.sh")],
+                           capture_output=True, text=True, check=False)
+    if setup.returncode:
+        print(f"libvirt cannot be installed here: {setup.stderr.strip()}")
+        return 77
+    print(setup.stdout.strip())
+    for version, xml_name in (("11.3", "vmem-dynamic"),
+                              ("9.0", "vmem-override")):
+        workdir = tempfile.mkdtemp(prefix=f"vmem-libvirt-{version}-")
+        os.chmod(workdir, 0o755)
+        lv = Libvirt(version, workdir)
+        try:
+            lv.start_daemon()
+            if version == "9.0":
+                # what 9.0 makes of the attribute it does not know
+                lv.virsh("define", domain_xml("vmem-dynamic", workdir))
+                kept = "dynamicMemslots" in lv.virsh("dumpxml",
+                                                     "vmem-dynamic")
+                lv.virsh("undefine", "vmem-dynamic")
+                res.check(not kept, "libvirt 9.0 drops dynamicMemslots: "
+                          "qemu:override is the way there")
+            exercise(res, lv, xml_name, workdir)
+        except Exception as e:  # pylint: disable=broad-except
+            res.check(False, f"libvirt {version}", f"{e}")
+        finally:
+            lv.stop_daemon()
+            left = subprocess.run(["pgrep", "-u", "nobody", "-f",
+                                   f"{workdir}|libvirtd"],
+                                  capture_output=True, text=True,
+                                  check=False).stdout.split()
+            res.check(not left, f"libvirt {version}: the daemon and QEMU "
+                      "are gone", f"processes left: {left}")
+            shutil.rmtree(workdir, ignore_errors=True)
+    return res.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
