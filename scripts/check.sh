@@ -57,5 +57,11 @@ for t in "$top"/tests/test-*; do
     run_test "$(basename "${t%.*}")" "$t"
 done
 
+# 5. The series' tests against an ASan+UBSan build, and a short fuzz run
+# (scripts/check-asan.sh; CHECK_ASAN=0 leaves them out).
+if [ "${CHECK_ASAN:-1}" != 0 ]; then
+    run_test check-asan "$top/scripts/check-asan.sh"
+fi
+
 echo "make check took $(( (SECONDS - t_start) / 60 )) min $(( (SECONDS - t_start) % 60 )) s"
 finish

@@ -2,7 +2,7 @@
 """virtio-mem hot-plug cycles under valgrind: no invalid access, no leak of ours.
 
 Runs the qtest's hotplug-cycles case (hot-plug a virtio-mem-pci with
-dynamic memslots, plug memory, unplug it, hot-unplug the device; ten times)
+dynamic memslots, plug memory, unplug it, hot-unplug the device; 100 times)
 with QEMU under valgrind memcheck and checks its report:
 - no memory error (invalid read/write/free, uninitialised jump);
 - no "definitely lost" block allocated by the series' code.
@@ -80,7 +80,8 @@ def main():
                    f"--show-leak-kinds=definite --log-file={tmp}/vg.%p.log "
                    f"{BD}/qemu-system-x86_64")
         env = dict(os.environ, QTEST_QEMU_BINARY=wrapper,
-                   VIRTIO_MEM_TEST_SIZE_MIB="8192")
+                   VIRTIO_MEM_TEST_SIZE_MIB="8192",
+                   VIRTIO_MEM_TEST_CYCLES="100")
         run = subprocess.run(
             [f"{BD}/tests/qtest/virtio-mem-test", "--tap", "-p",
              "/x86_64/virtio-mem/dynamic-memslots/hotplug-cycles"],
