@@ -19,7 +19,8 @@ Raw records go to bench/results/kvm_metadata.jsonl, tables to
 bench/results/kvm_metadata.md, the plot to bench/results/kvm_metadata.png.
 Fails if any measurement could not be taken; never on a number.
 Environment: KVM_BENCH_TDP="1 0", KVM_BENCH_SIZES="64G 1T",
-KVM_BENCH_HOST_MEM=16G.
+KVM_BENCH_HOST_MEM=16G, KVM_BENCH_KEEP=1 (keep the records of the other
+tdp_mmu value from an earlier run).
 """
 
 import json
@@ -84,6 +85,18 @@ def run_kvm_host(tdp_mmu, sizes, out):
         raise RuntimeError(f"the KVM host did not get /dev/kvm; see {console}")
     if "KVMHOST: done 0" not in text:
         raise RuntimeError(f"the KVM host's job did not finish; see {console}")
+
+
+def keep_others(path, tdps):
+    """Drop the records of the KVM configurations about to be measured;
+    with KVM_BENCH_KEEP=1, keep those of the others (a run per tdp_mmu)."""
+    recs = []
+    if os.environ.get("KVM_BENCH_KEEP") == "1" and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            recs = [line for line in f
+                    if json.loads(line)["tdp_mmu"] not in tdps]
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(recs)
 
 
 def load(path):
@@ -227,10 +240,10 @@ def main():
              os.environ.get("KVM_BENCH_SIZES", "64G 1T").split()]
     raw = os.path.join(RESULTS, "kvm_metadata.jsonl")
     tmp = os.path.join(WORK, "kvm_metadata.jsonl")
-    if os.path.exists(tmp):
-        os.unlink(tmp)
-    for tdp in os.environ.get("KVM_BENCH_TDP", "1 0").split():
-        run_kvm_host(int(tdp), sizes, tmp)
+    tdps = [int(t) for t in os.environ.get("KVM_BENCH_TDP", "1 0").split()]
+    keep_others(tmp, tdps)
+    for tdp in tdps:
+        run_kvm_host(tdp, sizes, tmp)
     recs = load(tmp)
     m, lines = report(recs)
     os.replace(tmp, raw)

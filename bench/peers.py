@@ -1,5 +1,6 @@
 """The QEMUs the benchmarks compare, side by side (see scripts/peers.sh)."""
 
+import json
 import os
 import sys
 
@@ -55,3 +56,15 @@ def peers():
         Peer("ours off", QEMU, False),
         Peer("ours on", QEMU, True),
     ]
+
+
+RESULTS = os.path.join(TOP, "bench", "results")
+
+
+def save_jsonl(part, records):
+    """The raw records of a benchmark part: bench/results/<part>.jsonl."""
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, f"{part}.jsonl"), "w",
+              encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, sort_keys=True) + "\n")

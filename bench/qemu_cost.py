@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # pylint: disable=wrong-import-position
-from peers import peers  # noqa: E402
+from peers import peers, save_jsonl  # noqa: E402
 from vmemguest import GiB, MiB, TiB, QEMUMachine, size_str  # noqa: E402
 
 SIZES = [64 * GiB, 1 * TiB, 16 * TiB]
@@ -85,20 +85,32 @@ def main():
                              runs[0][2] if runs[0][2] is not None else 1))
                 print(f"  measured {size_str(size)} {peer.name}", flush=True,
                       file=sys.stderr)
+    save_jsonl("qemu_cost", [
+        {"size": size, "qemu": name, "start_s": took, "vmhwm": hwm,
+         "memslots": memslots} for size, name, took, hwm, memslots in rows])
     print(f"QEMU-side cost, stopped VM, nothing plugged (median of {RUNS} "
-          "starts, TCG, q35, 2 GiB boot memory)\n")
+          "starts, TCG, q35, 2 GiB boot memory). Ratios: to stock 7.2 with "
+          "the same device; 'on vs off': what dynamic memslots add, in all "
+          "and per memslot, and the start-up time on/off.\n")
     print("| device | QEMU | start to QMP answer | peak RSS (VmHWM) "
-          "| on vs off | memslots |")
-    print("|---|---|---:|---:|---:|---:|")
-    off = {}
+          "| vs stock | on vs off | per memslot | start on/off | memslots |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    off, stock = {}, {}
     for size, name, took, hwm, memslots in rows:
         family, _, mode = name.rpartition(" ")
+        if name == "stock 7.2":
+            stock[size] = (took, hwm)
         if mode == "off":
-            off[(size, family)] = hwm
-        delta = (f"{(hwm - off[(size, family)]) / MiB:+.1f} MiB"
-                 if mode == "on" else "")
+            off[(size, family)] = (took, hwm)
+        delta = per = ratio = ""
+        if mode == "on":
+            extra = hwm - off[(size, family)][1]
+            delta = f"{extra / MiB:+.1f} MiB"
+            per = f"{extra / memslots / 1024:.1f} KiB"
+            ratio = f"{took / off[(size, family)][0]:.2f}×"
         print(f"| {size} | {name} | {took * 1000:.0f} ms | "
-              f"{hwm / MiB:.1f} MiB | {delta} | {memslots} |")
+              f"{hwm / MiB:.1f} MiB | {hwm / stock[size][1]:.3f}× | {delta} "
+              f"| {per} | {ratio} | {memslots} |")
     print("\nStock is Debian's full-featured build (more libraries linked);"
           " ours is configured for x86_64-softmmu only, so compare each QEMU"
           " with itself: 'on vs off' is what dynamic memslots cost at"
