@@ -149,9 +149,21 @@ class Matrix:
         """Metadata per byte of memslot: ours off maps the whole device."""
         return self.static_metadata(tdp, smm, size, "ours off") / size
 
+    def complete(self, tdp, smm, size):
+        """Every peer measured at every step (and its baseline)."""
+        return all((tdp, smm, peer) in self.base and
+                   (tdp, smm, size, peer) in self.static and
+                   all((tdp, smm, size, peer, p * GiB) in self.steps
+                       for p in STEPS[size]) for peer in PEERS)
+
     def configs(self):
-        return sorted({k[:3] for k in self.static}, key=lambda k:
-                      (-k[0], k[1] != "on", k[2]))
+        """(tdp_mmu, smm, size) measured; incomplete ones raise."""
+        configs = sorted({k[:3] for k in self.static}, key=lambda k:
+                         (-k[0], k[1] != "on", k[2]))
+        missing = [c for c in configs if not self.complete(*c)]
+        if missing:
+            raise RuntimeError(f"measurements missing for {missing}")
+        return configs
 
 
 def table(m, tdp, smm, size):
@@ -202,17 +214,22 @@ def plot(m, png):
             f'{size_str(size)} virtio-mem device vs plugged memory '
             f'(measured in nested KVM)"',
             'set logscale y', 'set xlabel "plugged (GiB)"',
-            'set ylabel "metadata (MiB)"', 'set key top left',
+            'set ylabel "metadata (MiB)"', 'set key bottom right',
             'set xrange [-8:*]', 'set grid']
     for i, (tdp, smm, _) in enumerate(configs):
         cmds.append(f'set title "{"TDP" if tdp else "shadow"} MMU, SMM {smm}"')
         styles = [f'"{data}" index {i} using 1:{c + 2} with linespoints '
                   f'title "{p}"' for c, p in enumerate(PEERS)]
         styles.append(f'"{data}" index {i} using 1:{len(PEERS) + 2} with lines '
-                      f'dashtype 2 title "physical limit"')
+                      f'dashtype 2 lc rgb "black" title "physical limit"')
         cmds.append("plot " + ", ".join(styles))
     cmds.append("unset multiplot")
     subprocess.run(["gnuplot"], input="\n".join(cmds), text=True, check=True)
+
+
+def guest_kernel():
+    return " ".join(d[len("linux-image-"):] for d in os.listdir(
+        os.path.join(TOP, "build", "guest")) if d.startswith("linux-image-"))
 
 
 def report(recs):
@@ -220,7 +237,8 @@ def report(recs):
     lines = ["## Real KVM memslot metadata (nested KVM)", "",
              "Kernel memory KVM charged for the device's memslots, by "
              "bench/kvm_metadata.py (the KVM host: Debian's "
-             f"{os.uname().release} kernel under TCG, -cpu max, kvm_amd). "
+             f"{guest_kernel()} kernel under TCG, -cpu max, kvm_amd; the "
+             "inner guest: the same kernel, 2 GiB boot memory). "
              "Each cell: metadata (memslots mapped, ratio to stock 7.2). "
              "Plugged sizes were reached by a real inner guest's virtio_mem "
              "driver. Physical limit: the metadata of exactly the plugged "
@@ -256,6 +274,10 @@ def main():
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--report":
-        print("\n".join(report(load(sys.argv[2]))[1]))
+        # tables and plot (to the path given) of an earlier run's records
+        m, lines = report(load(sys.argv[2]))
+        if len(sys.argv) > 3:
+            plot(m, sys.argv[3])
+        print("\n".join(lines))
     else:
         main()

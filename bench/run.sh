@@ -12,18 +12,31 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/scripts/guest.sh" >/dev/null
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(qemu_cost plug_latency kvm_metadata)
-mkdir -p "$top/bench/results"
-out="$top/bench/results/summary.md"
+res="$top/bench/results"
+mkdir -p "$res"
+machine="$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r)"
+for p in "${parts[@]}"; do
+    {
+        echo "_Measured $(date -u '+%Y-%m-%d %H:%M') UTC on $machine by" \
+             "\`bench/run.sh $p\`._"
+        echo
+        python3 "$top/bench/$p.py"
+    } > "$res/$p.md.tmp" || { echo "bench: $p: a measurement failed" >&2; exit 1; }
+    mv "$res/$p.md.tmp" "$res/$p.md"
+    cat "$res/$p.md"
+done
+
+# The summary: the latest result of every part
 {
     echo "# Benchmark results"
     echo
-    echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB,"
-    echo "$(uname -r); by \`make bench\` (bench/run.sh). No KVM on this machine:"
-    echo "guests run under TCG; real KVM runs nested, inside a TCG guest."
-    for p in "${parts[@]}"; do
+    echo "By \`make bench\` (bench/run.sh): stock QEMU 7.2, upstream 10.0 and"
+    echo "ours side by side. No KVM on this machine: guests run under TCG;"
+    echo "real KVM runs nested, inside a TCG guest (bench/kvm_metadata.py)."
+    for p in kvm_metadata qemu_cost plug_latency; do
+        [ -f "$res/$p.md" ] || continue
         echo
-        python3 "$top/bench/$p.py" || exit 1
+        cat "$res/$p.md"
     done
-} | tee "$out.tmp"
-[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "bench: a measurement failed" >&2; exit 1; }
-mv "$out.tmp" "$out"
+    [ ! -f "$res/kvm_metadata.png" ] || printf '\n![KVM metadata vs plugged memory](kvm_metadata.png)\n'
+} > "$res/summary.md"

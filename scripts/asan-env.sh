@@ -1,5 +1,7 @@
+# shellcheck shell=bash
 # The sanitizer build (sourced): where it lives, how it is configured, and
-# how its reports end a run. Used by check-asan.sh and fuzz.sh.
+# how its reports end a run. Used by check-asan.sh and fuzz.sh, which set
+# $top.
 export QEMU_BUILD_DIR="$top/build/qemu-asan"
 export QEMU_CC=clang QEMU_CXX=clang++
 export QEMU_CONFIGURE_EXTRA="--enable-sanitizers --enable-fuzzing"

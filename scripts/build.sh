@@ -10,7 +10,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 wt="${QEMU_SOURCE_DIR:-$top/build/qemu}"
 bd="${QEMU_BUILD_DIR:-$top/build/qemu-build}"
-cfg_extra=(${QEMU_CONFIGURE_EXTRA:-})
+read -r -a cfg_extra <<<"${QEMU_CONFIGURE_EXTRA:-}"
 # QEMU's configure hands meson an explicit compiler, so meson would not
 # add ccache by itself: name it as part of the compiler.
 qcc=${QEMU_CC:-cc} qcxx=${QEMU_CXX:-c++}

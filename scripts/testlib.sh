@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by check.sh and check-asan.sh: run tests, count their results and
 # end with "N passed, N failed[, N skipped]". Set $logs before sourcing.
 passed=0 failed=0 skipped=0
