@@ -6,16 +6,18 @@
 # plot to bench/results/kvm_metadata.png. Never fails on a number; fails
 # if a measurement could not be taken.
 # Usage: bench/run.sh [qemu_cost|plug_latency|kvm_metadata]...
+#        bench/run.sh summary   (only rewrite summary.md from the parts)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/scripts/peers.sh"
 "$top/scripts/guest.sh" >/dev/null
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(qemu_cost plug_latency kvm_metadata)
+[ "${parts[*]}" != summary ] || parts=()
 res="$top/bench/results"
 mkdir -p "$res"
 machine="$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r)"
-for p in "${parts[@]}"; do
+for p in ${parts[@]+"${parts[@]}"}; do
     {
         echo "_Measured $(date -u '+%Y-%m-%d %H:%M') UTC on $machine by" \
              "\`bench/run.sh $p\`._"
