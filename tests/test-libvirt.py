@@ -18,7 +18,6 @@ Skips (exit 77) when the libvirt packages cannot be installed.
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -29,8 +28,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 # pylint: disable=wrong-import-position
 from results import Results  # noqa: E402
-from vmemguest import (ALIAS_RE, BUILD, GUEST_RE, INITRD, KERNEL, QEMU,  # noqa: E402
-                       TOP, GiB, KiB, covered_memslots)
+from vmemguest import (BUILD, GUEST_RE, INITRD, KERNEL, QEMU,  # noqa: E402
+                       TOP, GiB, KiB, covered_memslots, mapped_memslots)
 
 OLD = os.path.join(BUILD, "libvirt-9.0", "root")
 XML_DIR = os.path.join(TOP, "tests", "libvirt")
@@ -153,13 +152,9 @@ class Domain:
         return self.lv.qmp(self.name, "qom-get", path=ALIAS, property="size")
 
     def mapped_memslots(self):
-        tree = self.lv.qmp(self.name, "human-monitor-command",
-                           **{"command-line": "info mtree"})
-        lines = tree.replace("\r\n", "\n").split("\n")
-        start = lines.index("address-space: memory")
-        end = lines.index("", start)
-        return {int(m.group(3)) for m in
-                (ALIAS_RE.match(l) for l in lines[start:end]) if m}
+        return set(mapped_memslots(self.lv.qmp(
+            self.name, "human-monitor-command",
+            **{"command-line": "info mtree"})))
 
 
 def exercise(res, lv, xml_name, workdir):

@@ -152,31 +152,12 @@ class VMemGuest:
                  value=requested)
 
     def _mtree_block(self, flat):
-        """The lines of (flat) info mtree about address space "memory".
-
-        Address spaces with the same root share one block: a header line
-        each, then the tree (or flat view), then an empty line.
-        """
-        out = self.hmp("info mtree -f" if flat else "info mtree").split("\n")
-        if flat:
-            start = next(i for i, l in enumerate(out)
-                         if l.startswith(' AS "memory",'))
-        else:
-            start = out.index("address-space: memory")
-            while out[start].startswith("address-space:"):
-                start += 1
-        end = out.index("", start)
-        return out[start:end]
+        return mtree_memory_block(self.hmp("info mtree -f" if flat
+                                           else "info mtree"), flat)
 
     def mapped_memslots(self):
         """{index: (gpa start, gpa end)} of the memslot aliases mapped."""
-        slots = {}
-        for line in self._mtree_block(False):
-            m = ALIAS_RE.match(line)
-            if m:
-                slots[int(m.group(3))] = (int(m.group(1), 16),
-                                          int(m.group(2), 16) + 1)
-        return slots
+        return mapped_memslots(self.hmp("info mtree"))
 
     def flat_backend_ranges(self):
         """[(start, end)] of the flat view's ranges of the backend."""
@@ -211,6 +192,35 @@ class VMemGuest:
         except Exception as e:  # pylint: disable=broad-except
             state = f"(QMP failed: {e})"
         return f"serial log tail:\n{tail}\nQMP query-memory-devices: {state}"
+
+
+def mtree_memory_block(hmp_output, flat=False):
+    """The lines of (flat) info mtree about address space "memory".
+
+    Address spaces with the same root share one block: a header line
+    each, then the tree (or flat view), then an empty line.
+    """
+    out = hmp_output.replace("\r\n", "\n").split("\n")
+    if flat:
+        start = next(i for i, l in enumerate(out)
+                     if l.startswith(' AS "memory",'))
+    else:
+        start = out.index("address-space: memory")
+        while out[start].startswith("address-space:"):
+            start += 1
+    end = out.index("", start)
+    return out[start:end]
+
+
+def mapped_memslots(tree):
+    """{index: (gpa start, gpa end)} of the memslot aliases in info mtree."""
+    slots = {}
+    for line in mtree_memory_block(tree):
+        m = ALIAS_RE.match(line)
+        if m:
+            slots[int(m.group(3))] = (int(m.group(1), 16),
+                                      int(m.group(2), 16) + 1)
+    return slots
 
 
 def covered_memslots(spans, addr, memslot_size):
