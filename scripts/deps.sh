@@ -21,6 +21,9 @@ PKGS=(
     valgrind clang libclang-rt-dev
     # benchmark plots
     gnuplot-nox
+    # Debian's own QEMU 7.2 binary: tests/test-diff-stock.py compares ours
+    # (dynamic-memslots off) with it
+    qemu-system-x86
 )
 
 missing=()
