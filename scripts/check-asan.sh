@@ -19,6 +19,9 @@ run_test setup-build "$top/scripts/build.sh" qemu-fuzz-x86_64 \
 run_test setup-guest "$top/scripts/guest.sh"
 [ "${failures[*]:-}" = "" ] || finish
 
+# The build links without KVM (the stubs of the series), and runs
+run_test build-without-kvm "$top/scripts/check-no-kvm.sh" \
+    "$QEMU_BUILD_DIR/qemu-system-x86_64"
 run_test qtest-virtio-mem-test meson test -C "$QEMU_BUILD_DIR" --no-rebuild \
     --print-errorlogs --timeout-multiplier 5 qtest-x86_64/virtio-mem-test
 export VMEM_QEMU="$QEMU_BUILD_DIR/qemu-system-x86_64"

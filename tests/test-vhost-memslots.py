@@ -13,6 +13,7 @@ Prints one PASS/FAIL line per check and "N passed, N failed".
 import os
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
@@ -46,19 +47,22 @@ class Machine:
     def qmp(self, cmd, **args):
         return self.vm.qmp(cmd, **args)
 
-    def add_vhost(self, memslots):
+    def add_vhost(self, memslots, reconnect=False, **props):
         """Hot-plug a vhost-user-blk device; the QMP response."""
         self.n += 1
         path = os.path.join(self.workdir, f"vu{self.n}.sock")
         stub = VhostUserStub(path, memslots)
         self.stubs.append(stub)
+        self.last_stub = stub
+        data = {"addr": {"type": "unix", "data": {"path": path}},
+                "server": False}
+        if reconnect:
+            data["reconnect"] = 1
         r = self.qmp("chardev-add", id=f"vu{self.n}",
-                     backend={"type": "socket", "data": {
-                         "addr": {"type": "unix", "data": {"path": path}},
-                         "server": False}})
+                     backend={"type": "socket", "data": data})
         assert "return" in r, r
         r = self.qmp("device_add", driver="vhost-user-blk-pci",
-                     id=f"vublk{self.n}", chardev=f"vu{self.n}")
+                     id=f"vublk{self.n}", chardev=f"vu{self.n}", **props)
         # the backend was really asked for its limit
         assert GET_MAX_MEM_SLOTS in stub.requests, stub.requests
         return r
@@ -151,10 +155,67 @@ def memory_devices_beyond_vhost_limit(m, res):
     res.check(all("return" in r for r in results[:4]),
               "4 shared-memory DIMMs fit a 4-memslot vhost-user backend",
               results[:4])
-    res.check("a used vhost backend has not enough free memory slots left: "
-              "the device requires 1, other memory devices reserve 0, 0 are "
-              "free" in error(results[4]) and m.memory_devices() == 4,
-              "the 5th DIMM is refused with the numbers", results[4])
+    res.check(error(results[4]) == "a used vhost backend has no free memory"
+              " slots left" and m.memory_devices() == 4,
+              "the 5th DIMM is refused with QEMU 7.2's message", results[4])
+
+
+def full(m, res, what):
+    """A 4-memslot vhost-user backend is full: another DIMM is refused."""
+    r = m.add_memory("pc-dimm", 128 * MiB, shared=True)
+    n = m.memory_devices()
+    res.check(error(r) == "a used vhost backend has no free memory slots"
+              " left" and n == 4, f"after {what}, a 5th DIMM is still "
+              "refused: the 4-memslot backend is full", f"{r} devices={n}")
+
+
+def fill_four(m, res):
+    results = [m.add_memory("pc-dimm", 128 * MiB, shared=True)
+               for _ in range(4)]
+    assert all("return" in r for r in results), results
+    full(m, res, "4 DIMMs")
+
+
+def counts_survive_refused_vhost(m, res):
+    m.add_vhost(4)
+    fill_four(m, res)
+    r = m.add_vhost(2)
+    res.check(error(r).endswith("vhost backend memory slots limit is less"
+                                " than current number of present memory"
+                                " slots"),
+              "a 2-memslot vhost device is refused with QEMU 7.2's message",
+              r)
+    full(m, res, "the refused vhost device")
+
+
+def counts_survive_vhost_unplug(m, res):
+    m.add_vhost(4)
+    r = m.add_vhost(8, addr="0x9")
+    assert "return" in r, r
+    fill_four(m, res)
+    # pc's ACPI PCI hotplug: request, then eject slot 9 of bus 0 as the
+    # guest's ACPI code would (PCI_SEL_BASE 0xae10, PCI_EJ_BASE 0xae08)
+    r = m.qmp("device_del", id=f"vublk{m.n - 4}")
+    assert "return" in r, r
+    for cmd in ["o /l 0xae10 0", f"o /l 0xae08 {1 << 9:#x}"]:
+        m.qmp("human-monitor-command", **{"command-line": cmd})
+    m.vm.event_wait("DEVICE_DELETED", timeout=30)
+    full(m, res, "hot-unplugging the 8-memslot vhost device")
+
+
+def counts_survive_vhost_reconnect(m, res):
+    m.add_vhost(4)
+    r = m.add_vhost(8, reconnect=True)
+    assert "return" in r, r
+    stub = m.last_stub
+    fill_four(m, res)
+    # the backend goes away and QEMU reconnects (a second session)
+    stub.disconnect()
+    deadline = time.monotonic() + 30
+    while stub.requests.count(GET_MAX_MEM_SLOTS) < 2:
+        assert time.monotonic() < deadline, "QEMU did not reconnect"
+        m.qmp("query-status")  # let the main loop run, no fixed sleep
+    full(m, res, "the 8-memslot backend disconnected and reconnected")
 
 
 def vhost_below_used_plus_reserved(m, res):
@@ -184,7 +245,13 @@ def main():
                            ("memory devices beyond vhost limit",
                             memory_devices_beyond_vhost_limit),
                            ("vhost below used + reserved",
-                            vhost_below_used_plus_reserved)]:
+                            vhost_below_used_plus_reserved),
+                           ("counts survive a refused vhost device",
+                            counts_survive_refused_vhost),
+                           ("counts survive a vhost hot-unplug",
+                            counts_survive_vhost_unplug),
+                           ("counts survive a vhost reconnect",
+                            counts_survive_vhost_reconnect)]:
             case(res, workdir, name, body)
     return res.finish()
 
