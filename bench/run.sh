@@ -9,6 +9,8 @@
 #        bench/run.sh summary   (only rewrite summary.md from the parts)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/need.sh"
+need python3 python3 free procps
 "$top/scripts/peers.sh"
 "$top/scripts/guest.sh" >/dev/null
 parts=("$@")

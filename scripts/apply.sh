@@ -8,6 +8,8 @@
 # build after apply only recompiles what the series changes.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/need.sh"
+need git git
 . "$top/scripts/base.conf"
 wt="$top/build/qemu"
 "$top/scripts/fetch-base.sh"

@@ -8,6 +8,10 @@
 # select another build of the same work tree (check-asan.sh uses them).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/need.sh"
+case ${QEMU_CC:-cc} in clang*) ccpkg=clang ;; *) ccpkg=build-essential ;; esac
+need "${QEMU_CC:-cc}" "$ccpkg" ninja ninja-build meson meson \
+     pkg-config pkg-config flex flex bison bison python3 python3
 wt="${QEMU_SOURCE_DIR:-$top/build/qemu}"
 bd="${QEMU_BUILD_DIR:-$top/build/qemu-build}"
 read -r -a cfg_extra <<<"${QEMU_CONFIGURE_EXTRA:-}"

@@ -6,6 +6,8 @@
 # objects with the main build.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/need.sh"
+need git git meson meson
 wt="$top/build/qemu"
 bwt="$top/build/bisect/qemu"
 bbd="$top/build/bisect/qemu-build"

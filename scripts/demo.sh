@@ -2,5 +2,7 @@
 # make demo: set up, build, then let a real guest resize a 1 TiB device.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/need.sh"
+need python3 python3
 "$top/scripts/guest.sh" >/dev/null
 exec python3 "$top/scripts/demo.py"

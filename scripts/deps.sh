@@ -2,8 +2,11 @@
 # Install every Debian package the project needs (idempotent).
 #
 # Build dependencies of QEMU's x86_64-softmmu target as configured by
-# scripts/build.sh, firmware to boot guests and run qtests, and the tools
-# the tests use (a real guest kernel, busybox, cpio).
+# scripts/build.sh, firmware to boot guests and run qtests, and every tool
+# that a script in scripts/, tests/ or bench/ calls and that a minimal
+# Debian 12 (debootstrap --variant=minbase: the essential and required
+# packages, apt) lacks. Scripts check for the tools they call with
+# scripts/need.sh (tests/lib/need.py), which names the package.
 set -euo pipefail
 
 PKGS=(
@@ -13,10 +16,15 @@ PKGS=(
     build-essential pkg-config python3 python3-venv meson ninja-build
     libglib2.0-dev libpixman-1-dev libslirp-dev libfdt-dev zlib1g-dev
     flex bison ccache
+    # scripts/checkpatch.pl of the base tree (make check-series)
+    perl
     # firmware for qtests and guests
     seabios ipxe-qemu qemu-system-data
-    # the real guest of the end-to-end tests (its kernel: scripts/guest.sh)
-    busybox-static cpio
+    # the real guest of the end-to-end tests (its kernel: scripts/guest.sh;
+    # modinfo finds the modules' dependencies for the initramfs)
+    busybox-static cpio kmod
+    # pgrep (tests/test-libvirt.py), free (bench/run.sh)
+    procps
     # leak and memory-error checks; the sanitizer and fuzzing build
     valgrind clang libclang-rt-dev
     # benchmark plots
@@ -24,6 +32,8 @@ PKGS=(
     # Debian's own QEMU 7.2 binary: tests/test-diff-stock.py compares ours
     # (dynamic-memslots off) with it
     qemu-system-x86
+    # make check-fresh: a pristine Debian 12 chroot
+    debootstrap
 )
 
 missing=()
@@ -39,5 +49,6 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq || true
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+apt=(apt-get -o DPkg::Lock::Timeout=600)
+"${apt[@]}" update -qq || true
+"${apt[@]}" install -y -q --no-install-recommends "${missing[@]}"

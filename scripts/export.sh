@@ -3,6 +3,8 @@
 # re-exporting an unchanged tree rewrites no byte.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/need.sh"
+need git git python3 python3
 wt="$top/build/qemu"
 if [ -n "$(git -C "$wt" status --porcelain --untracked-files=no)" ]; then
     echo "export: build/qemu has uncommitted changes; commit them first" >&2

@@ -7,6 +7,8 @@
 # to a file of ours, so no archive host name lives in this repository.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/need.sh"
+need apt-get apt dpkg-source dpkg-dev xz xz-utils
 . "$top/scripts/base.conf"
 dl="$top/build/download"
 src="$top/build/base-src"

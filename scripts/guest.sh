@@ -4,6 +4,9 @@
 # initramfs with a static busybox, the virtio-mem modules and our /init.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/need.sh"
+need modinfo kmod cpio cpio gzip gzip find findutils apt-cache apt dpkg dpkg
+need_file /bin/busybox busybox-static
 out="$top/build/guest"
 dl="$top/build/download"
 mkdir -p "$out" "$dl"
@@ -23,11 +26,13 @@ cp -f "$root"/boot/vmlinuz-* "$out/vmlinuz"
 # Modules in load order: each after the modules it depends on
 load_order=()
 add_module() { # name
-    local m=$1 ko dep
+    local m=$1 ko dep deps
     for dep in "${load_order[@]}"; do [ "$dep" = "$m" ] && return; done
     ko=$(find "$root/lib/modules" -name "$m.ko" -o -name "${m//_/-}.ko" | head -1)
     [ -n "$ko" ] || { echo "guest: no $m.ko in $pkg" >&2; exit 1; }
-    for dep in $(modinfo -F depends "$ko" | tr ',' ' '); do
+    # not in the for list: there a failing modinfo would go unnoticed
+    deps=$(modinfo -F depends "$ko")
+    for dep in ${deps//,/ }; do
         add_module "$dep"
     done
     load_order+=("$m")
