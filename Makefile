@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 S := scripts
 
 .PHONY: all deps base apply export qemu demo check check-series check-bisect \
-        check-asan fuzz bench install clean help
+        check-asan check-fresh fuzz bench install clean help
 
 all: qemu
 
@@ -16,6 +16,9 @@ help:
 	@echo "make apply|export  work tree build/qemu <-> patches/ (see README, Developing)"
 	@echo "make check-series  the series checks alone; make check-bisect: every patch"
 	@echo "make check-asan    the series' tests against an ASan+UBSan build (clang)"
+	@echo "make check-fresh   'make demo' and 'make check' of the committed HEAD in a"
+	@echo "                   pristine Debian 12 chroot (debootstrap; ~45 min, as root;"
+	@echo "                   CHECK_FRESH_ENV='CHECK_ASAN=0' passes variables in)"
 	@echo "make fuzz SECONDS=N  the virtio-mem fuzz target (libFuzzer), default 60 s"
 	@echo "make bench         benchmarks against stock 7.2 and upstream 10.0"
 	@echo "make install PREFIX=... [DESTDIR=...]"
@@ -52,6 +55,10 @@ check-bisect: apply
 
 check-asan: apply
 	$(S)/check-asan.sh
+
+# Not part of check: it builds and tests everything again from nothing
+check-fresh: deps
+	$(S)/check-fresh.sh
 
 SECONDS ?= 60
 fuzz: apply
