@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # pylint: disable=wrong-import-position
 from peers import TOP  # noqa: E402
 from vmemguest import GiB, MiB, TiB, size_str  # noqa: E402
+from need import need  # noqa: E402
 
 PEERS = ["stock 7.2", "upstream 10.0 on", "ours off", "ours on"]
 SIZES = {"64G": 64 * GiB, "1T": 1 * TiB}
@@ -81,6 +82,11 @@ def run_kvm_host(tdp_mmu, sizes, out):
             stdout=log, stderr=subprocess.STDOUT, timeout=4 * 3600, check=True)
     with open(console, encoding="utf-8", errors="replace") as f:
         text = f.read()
+    fatal = [line for line in text.splitlines()
+             if line.startswith("KVMHOST: FATAL:")]
+    if fatal:
+        raise RuntimeError(f"the KVM host failed: {fatal[0][16:]}; "
+                           f"see {console}")
     if "KVMHOST: ready" not in text or "kvm=yes" not in text:
         raise RuntimeError(f"the KVM host did not get /dev/kvm; see {console}")
     if "KVMHOST: done 0" not in text:
@@ -249,6 +255,7 @@ def report(recs):
 
 
 def main():
+    need("gnuplot", "gnuplot-nox")   # the plot, hours later
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(RESULTS, exist_ok=True)
     for f in (STOCK_QEMU, KERNEL, KVMHOST):

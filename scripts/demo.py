@@ -18,7 +18,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "tests", "lib"))
 # pylint: disable=wrong-import-position
-from vmemguest import GiB, KiB, MiB, TiB, VMemGuest, size_str  # noqa: E402
+from vmemguest import (GiB, KiB, MiB, TiB, GuestError,  # noqa: E402
+                       VMemGuest, size_str)
 
 DEVICE_SIZE = 1 * TiB
 STEPS = [1 * GiB, 4 * GiB + 512 * MiB, 16 * GiB, 2 * GiB, 0]
@@ -94,4 +95,9 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except GuestError as e:
+        # e.g. a module that did not load in the guest: its own message
+        print(f"\ndemo: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -27,9 +27,11 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 # pylint: disable=wrong-import-position
+from need import need  # noqa: E402
 from results import Results  # noqa: E402
 from vmemguest import (BUILD, GUEST_RE, INITRD, KERNEL, QEMU,  # noqa: E402
-                       TOP, GiB, KiB, covered_memslots, mapped_memslots)
+                       TOP, GiB, KiB, covered_memslots, guest_fatal,
+                       mapped_memslots)
 
 OLD = os.path.join(BUILD, "libvirt-9.0", "root")
 XML_DIR = os.path.join(TOP, "tests", "libvirt")
@@ -127,13 +129,16 @@ class Domain:
     def __init__(self, lv, name, workdir):
         self.lv, self.name, self.dir = lv, name, workdir
 
-    def guest_report(self):
+    def serial(self):
         try:
             with open(f"{self.dir}/serial.log", encoding="utf-8",
                       errors="replace") as f:
-                reports = GUEST_RE.findall(f.read())
+                return f.read()
         except FileNotFoundError:
-            return None
+            return ""
+
+    def guest_report(self):
+        reports = GUEST_RE.findall(self.serial())
         if not reports:
             return None
         memtotal, ranges = reports[-1]
@@ -144,6 +149,9 @@ class Domain:
     def wait(self, cond, what):
         deadline = time.monotonic() + TIMEOUT
         while not cond():
+            fatal = guest_fatal(self.serial())
+            if fatal:
+                raise RuntimeError(f"the guest failed: {fatal}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"timed out waiting for {what}")
             time.sleep(0.2)
@@ -197,6 +205,7 @@ def exercise(res, lv, xml_name, workdir):
 
 
 def main():
+    need("pgrep", "procps", "setpriv", "util-linux", "unshare", "util-linux")
     res = Results()
     setup = subprocess.run([os.path.join(TOP, "scripts", "libvirt.sh")],
                            capture_output=True, text=True, check=False)

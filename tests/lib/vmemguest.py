@@ -3,8 +3,10 @@
 The guest (scripts/guest.sh) boots Debian's kernel under TCG; its /init
 loads the virtio_mem driver and prints "GUEST: MemTotal=<kB>
 virtio_mem=[ <start>-<end> ... ]" on the serial console whenever what the
-driver added changes. QMP goes through the base tree's python/qemu
-machine class.
+driver added changes. When a module does not load it prints "GUEST: FATAL:
+<insmod's message>" and powers off: every wait here stops at once on that
+line, or when QEMU exits, with the guest's message (GuestError). QMP goes
+through the base tree's python/qemu machine class.
 """
 
 import json
@@ -24,11 +26,14 @@ from qemu.machine import QEMUMachine  # noqa: E402
 QEMU = os.environ.get("VMEM_QEMU") or \
     os.path.join(BUILD, "qemu-build", "qemu-system-x86_64")
 KERNEL = os.path.join(BUILD, "guest", "vmlinuz")
-INITRD = os.path.join(BUILD, "guest", "initrd.img")
+# VMEM_INITRD: another initramfs (tests/test-guest-fails-fast.py)
+INITRD = os.environ.get("VMEM_INITRD") or \
+    os.path.join(BUILD, "guest", "initrd.img")
 
 KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 BASE_RAM = 2 * GiB
 GUEST_RE = re.compile(r"GUEST: MemTotal=(\d+) virtio_mem=\[ ([0-9a-f\- ]*)\]")
+FATAL_RE = re.compile(r"^GUEST: FATAL: (.*)$", re.M)
 ALIAS_RE = re.compile(r"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio \d+, \w+\): "
                       r"alias memslot-(\d+) @")
 FLAT_RE = re.compile(r"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio \d+, \w+\): "
@@ -37,6 +42,12 @@ FLAT_RE = re.compile(r"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio \d+, \w+\): "
 
 class GuestError(Exception):
     """The guest or QEMU did not do what was expected; carries context."""
+
+
+def guest_fatal(serial_text):
+    """The guest's own message if its /init gave up ("GUEST: FATAL:")."""
+    m = FATAL_RE.search(serial_text)
+    return m.group(1).strip() if m else None
 
 
 def size_str(size):
@@ -57,6 +68,7 @@ class VMemGuest:
                  accel="tcg", machine="q35", base_ram=BASE_RAM, wrapper=()):
         self.size = size
         self.dynamic = dynamic
+        self.qemu, self.kernel, self.initrd = qemu, KERNEL, INITRD
         self.workdir = workdir
         self.serial_log = os.path.join(workdir, f"{name}-serial.log")
         dev = (f"virtio-mem-pci,id=vm0,memdev=vmem0,requested-size=0,"
@@ -67,7 +79,7 @@ class VMemGuest:
             "-machine", machine, "-accel", accel, "-nodefaults", "-no-reboot",
             "-cpu", "qemu64,phys-bits=48", "-smp", "1",
             "-m", f"{base_ram // MiB}M,maxmem={(base_ram + size) // MiB}M",
-            "-kernel", KERNEL, "-initrd", INITRD,
+            "-kernel", self.kernel, "-initrd", self.initrd,
             "-append", "console=ttyS0 panic=-1 quiet "
                        "memhp_default_state=online_movable",
             "-object", f"memory-backend-ram,id=vmem0,size={size},reserve=off",
@@ -81,6 +93,11 @@ class VMemGuest:
 
     # -- life cycle -------------------------------------------------------
     def start(self, timeout=60):
+        for path, how in ((self.qemu, "make qemu"),
+                          (self.kernel, "scripts/guest.sh"),
+                          (self.initrd, "scripts/guest.sh")):
+            if not os.path.exists(path):
+                raise GuestError(f"{path} is missing: run {how}")
         self.vm.launch()
         self.wait(lambda: self.guest_report() is not None,
                   timeout, "the guest to boot and report")
@@ -91,6 +108,29 @@ class VMemGuest:
             self.vm.shutdown(timeout=10)
         except Exception:  # pylint: disable=broad-except
             self.vm.kill()
+
+    def check_alive(self):
+        """Raise GuestError at once if the guest gave up or QEMU exited."""
+        fatal = guest_fatal(self.serial())
+        if fatal is None and self.vm.is_running():
+            return
+        # the guest powers off after its message: a moment for QEMU to
+        # exit by itself and the console to show the kernel's last words
+        deadline = time.monotonic() + 5
+        while self.vm.is_running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = self.vm.exitcode()
+        try:
+            self.vm.shutdown(timeout=10)   # collects QEMU's own output
+        except Exception:  # pylint: disable=broad-except
+            pass
+        qemu_out = (self.vm.get_log() or "").strip()
+        if fatal is not None:
+            what = f"the guest failed: {fatal}"
+        else:
+            what = f"QEMU exited (status {status})"
+        raise GuestError(f"{what}\n{self.context()}" +
+                         (f"\nQEMU's output:\n{qemu_out}" if qemu_out else ""))
 
     def __enter__(self):
         self.start()
@@ -125,7 +165,11 @@ class VMemGuest:
 
     # -- what QEMU says ---------------------------------------------------
     def qmp(self, cmd, **args):
-        r = self.vm.qmp(cmd, **args)
+        try:
+            r = self.vm.qmp(cmd, **args)
+        except Exception:
+            self.check_alive()   # a dead guest or QEMU says why
+            raise
         if "error" in r:
             raise GuestError(f"QMP {cmd} {args}: {r['error']}")
         return r["return"]
@@ -172,6 +216,7 @@ class VMemGuest:
     def wait(self, cond, timeout, what):
         deadline = time.monotonic() + timeout
         while True:
+            self.check_alive()
             if cond():
                 return
             if time.monotonic() > deadline:
@@ -187,6 +232,8 @@ class VMemGuest:
 
     def context(self):
         tail = "\n".join(self.serial().splitlines()[-15:])
+        if not self.vm.is_running():
+            return f"serial log tail:\n{tail}"
         try:
             state = json.dumps(self.info(), sort_keys=True)
         except Exception as e:  # pylint: disable=broad-except
