@@ -20,8 +20,10 @@
 # The chroot is left in build/fresh/root (unmounted) for a look; logs are
 # in build/fresh/logs/.
 #
-# Usage: check-fresh.sh [--setup-only] [--rebootstrap]
+# Usage: check-fresh.sh [--setup-only | --run COMMAND] [--rebootstrap]
 #   --setup-only   stop after the chroot is set up and the clone made
+#   --run COMMAND  run this shell command in the clone instead of the two
+#                  (e.g. --run 'make deps && scripts/guest.sh')
 #   --rebootstrap  run debootstrap again instead of using the kept base
 # Environment:
 #   CHECK_FRESH_ENV   NAME=VALUE words added to the environment of the two
@@ -39,14 +41,17 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 need debootstrap debootstrap git git tar tar chroot coreutils \
      mount mount umount mount
 
-setup_only=0 rebootstrap=0
-for a in "$@"; do
-    case $a in
+setup_only=0 rebootstrap=0 run_cmd=
+while [ $# -gt 0 ]; do
+    case $1 in
     --setup-only) setup_only=1 ;;
     --rebootstrap) rebootstrap=1 ;;
+    --run) [ $# -ge 2 ] || { echo "check-fresh: --run needs a command" >&2; exit 2; }
+           run_cmd=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
-    *) echo "check-fresh: unknown argument $a (see --help)" >&2; exit 2 ;;
+    *) echo "check-fresh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
+    shift
 done
 [ "$(id -u)" = 0 ] || { echo "check-fresh: run as root (debootstrap, chroot, mount)" >&2; exit 1; }
 
@@ -237,23 +242,28 @@ fi
 [ $setup_only = 0 ] || finish
 
 # --- the README's two commands ----------------------------------------------
-run_make() { # target: make TARGET in the clone, output to the terminal and its log
-    in_chroot ${extra_env[@]+"${extra_env[@]}"} sh -c "cd /root/main && exec make $1" \
-        </dev/null 2>&1 | tee "$logs/make-$1.log"
+run_in_clone() { # command log: in the clone, output to the terminal and the log
+    in_chroot ${extra_env[@]+"${extra_env[@]}"} sh -c "cd /root/main && $1" \
+        </dev/null 2>&1 | tee "$2"
 }
 [ ${#extra_env[@]} -eq 0 ] || echo "check-fresh: with ${extra_env[*]}"
-for target in demo check; do
-    log="$logs/make-$target.log"
-    echo "check-fresh: make $target in the chroot (log: $log)"
+if [ -n "$run_cmd" ]; then
+    steps=("$run_cmd")
+else
+    steps=("make demo" "make check")
+fi
+for step in "${steps[@]}"; do
+    log="$logs/$(echo "$step" | tr -c 'A-Za-z0-9_.\n-' '-' | cut -c1-60).log"
+    echo "check-fresh: $step, in the chroot (log: $log)"
     t=$SECONDS
     rc=0
-    bg_wait run_make "$target" || rc=$?
+    bg_wait run_in_clone "$step" "$log" || rc=$?
     took=$(mins $((SECONDS - t)))
     summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1 || true)
     if [ $rc -eq 0 ]; then
-        result PASS "make $target${summary:+: $summary} ($took)"
+        result PASS "$step${summary:+: $summary} ($took)"
     else
-        result FAIL "make $target: exit $rc${summary:+, $summary} ($took)"
+        result FAIL "$step: exit $rc${summary:+, $summary} ($took)"
     fi
 done
 finish
