@@ -63,7 +63,10 @@ DIFFERENCES = {
         "``requested-size`` are 0 is accepted; 7.2 refuses to unplug any "
         "virtio-mem device with ``virtio based memory devices cannot be "
         "unplugged.``. Reason: the series supports hot-unplug of "
-        "virtio-mem-pci under upstream QEMU's conditions."),
+        "virtio-mem-pci under upstream QEMU's conditions. Until the guest "
+        "ejected the device, ``requested-size`` cannot be raised "
+        "(``'requested-size' cannot change while the device is being "
+        "unplugged``)."),
     "unplug-refused-message": (
         "A ``device_del`` of a ``virtio-mem-pci`` device that is refused "
         "says which condition is not met: ``virtio-mem device cannot get "
@@ -76,6 +79,14 @@ DIFFERENCES = {
         "based memory devices cannot be unplugged.``, which "
         "``virtio-pmem-pci`` keeps. Reason: hot-unplug is supported now, "
         "under conditions."),
+    "vhost-user-512": (
+        "On x86, a vhost-user backend may get up to 512 memory regions "
+        "(``VHOST_USER_MAX_RAM_SLOTS``), where 7.2 stops at 256 (ACPI's "
+        "DIMM slots) and refuses memory devices beyond with ``a used vhost "
+        "backend has no free memory slots left``; the backend's own limit "
+        "still applies. Reason: a memory device may use several memslots, "
+        "so the number of DIMM slots is no limit for vhost-user (upstream "
+        "QEMU raised it on x86 in 8.2); other targets keep theirs."),
 }
 
 
@@ -535,6 +546,17 @@ SCENARIOS = [
           object_add("memory-backend-memfd", "mem0", GiB),
           cmd("device_add", driver="virtio-mem-pci", id="vm0",
               memdev="mem0")] + memfd_dimm(1) + [QMD]),
+    # 2 regions of boot memory (the 640 KiB..1 MiB hole splits it) and 254
+    # DIMMs fill 7.2's 256 vhost-user slots: DIMMs 254 and 255 (answers 511
+    # and 513) are refused there, accepted here
+    S("vhost-user with 509 memslots and 256 shared-memory DIMMs",
+      "-M pc,memory-backend=ram0 -object memory-backend-memfd,id=ram0,"
+      "size=1G -m 1G,slots=256,maxmem=40G", vhost={"vu1": 509},
+      qmp=vhost_add(1) + [c for n in range(256) for c in memfd_dimm(n)],
+      differences=[replaced("vhost-user-512", at, {"error": {
+          "class": "GenericError",
+          "desc": "a used vhost backend has no free memory slots left"}},
+          {"return": {}}) for at in (511, 513)]),
     S("vhost-user with 509 memslots and virtio-mem",
       PC + "-m 1G,slots=8,maxmem=66G", vhost={"vu1": 509},
       qmp=vhost_add(1) + [

@@ -36,20 +36,11 @@ class VhostUserStub:
         self.path = path
         self.memslots = memslots
         self.requests = []
-        self.connections = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
         self.sock.listen(8)
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
-
-    def disconnect(self):
-        """Drop every connection, as a backend that goes away does."""
-        for conn in self.connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def close(self):
         self.sock.close()
@@ -64,7 +55,6 @@ class VhostUserStub:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            self.connections.append(conn)
             threading.Thread(target=self._session, args=(conn,),
                              daemon=True).start()
 
