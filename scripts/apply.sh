@@ -11,6 +11,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/need.sh"
 need git git
 . "$top/scripts/base.conf"
+. "$top/scripts/git-identity.sh"
 wt="$top/build/qemu"
 "$top/scripts/fetch-base.sh"
 
@@ -29,6 +30,7 @@ create_base() {
     git -C "$wt" init -q -b master
     git -C "$wt" add -A -f .
     GIT_AUTHOR_DATE='2000-01-01T00:00:00Z' GIT_COMMITTER_DATE='2000-01-01T00:00:00Z' \
+    GIT_AUTHOR_NAME="Debian qemu" GIT_AUTHOR_EMAIL="qemu-memslots@localhost" \
         git -C "$wt" commit -q -m "Debian qemu $BASE_VERSION (pristine base)"
     git -C "$wt" tag base
 }

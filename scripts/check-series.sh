@@ -7,6 +7,7 @@
 # Prints one "PASS|FAIL series: ..." line per check.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/git-identity.sh"
 . "$top/scripts/need.sh"
 need git git perl perl
 wt="$top/build/qemu"
