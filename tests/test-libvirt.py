@@ -6,6 +6,9 @@ and Debian 12's libvirt 9.0 (does not; tests/libvirt/vmem-override.xml sets
 the property with <qemu:override>), see scripts/libvirt.sh:
 - start a private session daemon (as user nobody, all state in a temporary
   folder; 9.0 in a mount namespace that shows it its own data files);
+  what it runs is staged in that folder (our QEMU installed with
+  scripts/install.sh, the guest's kernel and initramfs, libvirt 9.0's
+  files): user nobody cannot reach a repository under /root;
 - define and start the domain of tests/libvirt/ with our QEMU as emulator,
   booting the real test guest under TCG with a 64 GiB virtio-mem device;
 - check through virsh qemu-monitor-command that QEMU got
@@ -29,7 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 # pylint: disable=wrong-import-position
 from need import need  # noqa: E402
 from results import Results  # noqa: E402
-from vmemguest import (BUILD, GUEST_RE, INITRD, KERNEL, QEMU,  # noqa: E402
+from vmemguest import (BUILD, GUEST_RE, INITRD, KERNEL,  # noqa: E402
                        TOP, GiB, KiB, covered_memslots, guest_fatal,
                        mapped_memslots)
 
@@ -51,11 +54,15 @@ class Libvirt:
                     "XDG_CACHE_HOME": f"{workdir}/cache",
                     "PATH": "/usr/bin:/bin"}
         self.prefix = ""
+        stage(workdir)
         if version == "9.0":
-            self.prefix = OLD
-            self.env["LD_LIBRARY_PATH"] = f"{OLD}/usr/lib/x86_64-linux-gnu"
-            self.env["LIBVIRT_DRIVER_DIR"] = \
-                f"{OLD}/usr/lib/x86_64-linux-gnu/libvirt/connection-driver"
+            self.prefix = f"{workdir}/libvirt-9.0"
+            shutil.copytree(OLD, self.prefix, symlinks=True)
+            self.env["LD_LIBRARY_PATH"] = \
+                f"{self.prefix}/usr/lib/x86_64-linux-gnu"
+            self.env["LIBVIRT_DRIVER_DIR"] = (
+                f"{self.prefix}/usr/lib/x86_64-linux-gnu/libvirt/"
+                "connection-driver")
         for d in ("home", "run", "config/libvirt", "cache"):
             os.makedirs(f"{workdir}/{d}")
         # QEMU's stdout and stderr to a file: no virtlogd needed
@@ -78,7 +85,7 @@ class Libvirt:
             # libvirt 9.0 reads its CPU models from /usr/share/libvirt,
             # where 11.3's are installed: show it its own, to it alone
             argv = ["unshare", "--mount", "--propagation", "private", "sh",
-                    "-c", f'mount --bind {OLD}/usr/share/libvirt '
+                    "-c", f'mount --bind {self.prefix}/usr/share/libvirt '
                           f'/usr/share/libvirt && exec "$@"', "sh"] + argv
         log = open(f"{self.dir}/libvirtd.log", "w", encoding="utf-8")
         self.daemon = subprocess.Popen(argv, stdout=log,
@@ -110,13 +117,26 @@ class Libvirt:
         return json.loads(out)["return"]
 
 
+def stage(workdir):
+    """Our QEMU, installed as a user would (scripts/install.sh), and the
+    test guest, where the daemon's user can read them."""
+    subprocess.run([os.path.join(TOP, "scripts", "install.sh"),
+                    f"{workdir}/qemu"], check=True, stdout=subprocess.DEVNULL)
+    os.makedirs(f"{workdir}/guest")
+    for f in (KERNEL, INITRD):
+        shutil.copy(f, f"{workdir}/guest/")
+
+
 def domain_xml(name, workdir):
-    """The example XML with this machine's paths."""
+    """The example XML with the paths staged in workdir."""
     with open(os.path.join(XML_DIR, f"{name}.xml"), encoding="utf-8") as f:
         xml = f.read()
-    xml = xml.replace("/usr/local/bin/qemu-system-x86_64", QEMU)
-    xml = xml.replace("/var/lib/vmem-guest/vmlinuz", KERNEL)
-    xml = xml.replace("/var/lib/vmem-guest/initrd.img", INITRD)
+    xml = xml.replace("/usr/local/bin/qemu-system-x86_64",
+                      f"{workdir}/qemu/bin/qemu-system-x86_64")
+    xml = xml.replace("/var/lib/vmem-guest/vmlinuz",
+                      f"{workdir}/guest/{os.path.basename(KERNEL)}")
+    xml = xml.replace("/var/lib/vmem-guest/initrd.img",
+                      f"{workdir}/guest/{os.path.basename(INITRD)}")
     xml = xml.replace(f"/var/log/{name}-serial.log", f"{workdir}/serial.log")
     path = os.path.join(workdir, f"{name}.xml")
     with open(path, "w", encoding="utf-8") as f:
