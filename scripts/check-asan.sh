@@ -8,6 +8,9 @@
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/asan-env.sh"
+. "$top/scripts/need.sh"
+# Unsymbolized reports defeat the suppressions (tests/sanitizers/lsan.supp)
+need clang clang llvm-symbolizer llvm
 logs="$top/build/test-logs/asan"
 mkdir -p "$logs"
 . "$top/scripts/testlib.sh"

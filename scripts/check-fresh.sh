@@ -15,8 +15,9 @@
 # The debootstrap result is kept as build/fresh/base-*.tar (one per mirror
 # and architecture; --rebootstrap makes it anew), so only the first run
 # spends the ~3 minutes of debootstrap; every run starts from a pristine
-# copy of it. /proc, /sys and /dev (with /dev/pts) are bind-mounted into
-# the chroot and always unmounted on exit, also on failure or Ctrl-C.
+# copy of it. The chroot's root is bind-mounted onto itself (a mount point,
+# as / is on a real machine), /proc, /sys and /dev (with /dev/pts) into it;
+# all are always unmounted on exit, also on failure or Ctrl-C.
 # The chroot is left in build/fresh/root (unmounted) for a look; logs are
 # in build/fresh/logs/.
 #
@@ -146,6 +147,9 @@ trap 'echo "check-fresh: interrupted" >&2; exit 130' INT
 trap 'echo "check-fresh: terminated" >&2; exit 143' TERM
 
 mount_all() {
+    # On a real machine / is a mount point; unshare --propagation (the
+    # libvirt 9.0 test) fails on a chroot whose root is none
+    mount --bind "$root" "$root"
     mount --bind /proc "$root/proc"
     mount --rbind /sys "$root/sys"
     mount --make-rslave "$root/sys"

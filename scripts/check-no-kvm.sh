@@ -21,7 +21,8 @@ out=$(echo '{"execute":"qmp_capabilities"}{"execute":"query-memory-devices"}{"ex
       "$qemu" -M q35 -accel tcg -nodefaults -display none -S -qmp stdio \
           -m 1G,maxmem=65G \
           -object memory-backend-ram,id=mem0,size=64G,reserve=off \
-          -device virtio-mem-pci,id=vm0,memdev=mem0,dynamic-memslots=on 2>&1)
+          -device virtio-mem-pci,id=vm0,memdev=mem0,dynamic-memslots=on 2>&1) ||
+    echo "$out" | tail -5
 check "runs a 64 GiB virtio-mem device with dynamic memslots (64 memslots) under TCG" \
     grep -q '"memslots": 64' <<<"$out"
 echo "$pass passed, $fail failed"

@@ -25,8 +25,10 @@ PKGS=(
     busybox-static cpio kmod
     # pgrep (tests/test-libvirt.py), free (bench/run.sh)
     procps
-    # leak and memory-error checks; the sanitizer and fuzzing build
-    valgrind clang libclang-rt-dev
+    # leak and memory-error checks; the sanitizer and fuzzing build, and
+    # llvm-symbolizer (package llvm): LeakSanitizer's suppressions match
+    # function names, which unsymbolized reports do not have
+    valgrind clang libclang-rt-dev llvm
     # benchmark plots
     gnuplot-nox
     # Debian's own QEMU 7.2 binary: tests/test-diff-stock.py compares ours

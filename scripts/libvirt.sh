@@ -25,7 +25,7 @@ if [ ! -x "$old/root/usr/sbin/libvirtd" ]; then
     rm -rf "$old" && mkdir -p "$old/debs"
     (cd "$old/debs" && apt-get download -qq -o APT::Sandbox::User=root \
         "libvirt0=$v" "libvirt-clients=$v" "libvirt-daemon=$v" \
-        "libvirt-daemon-driver-qemu=$v" libyajl2 libpcap0.8)
+        "libvirt-daemon-driver-qemu=$v" libyajl2 libpcap0.8 libpciaccess0)
     for deb in "$old"/debs/*.deb; do
         dpkg -x "$deb" "$old/root.tmp"
     done

@@ -94,7 +94,11 @@ class Libvirt:
         deadline = time.monotonic() + 30
         while not os.path.exists(sock):
             if self.daemon.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"libvirtd {self.version} did not start")
+                with open(f"{self.dir}/libvirtd.log", encoding="utf-8",
+                          errors="replace") as f:
+                    tail = f.read()[-1500:]
+                raise RuntimeError(f"libvirtd {self.version} did not start:"
+                                   f"\n{tail}")
             time.sleep(0.05)
 
     def stop_daemon(self):
