@@ -6,7 +6,11 @@ Boots Debian's kernel under TCG with the patched QEMU and
 backend, asks the guest (over QMP, qom-set requested-size) to plug and
 unplug memory, and prints after every step what QEMU maps and what KVM
 would spend on memslot metadata for it, next to the same device with
-dynamic-memslots=off (one 1 TiB memslot, whatever is plugged).
+dynamic-memslots=off (one 1 TiB memslot, whatever is plugged). Both modes,
+one after the other: unplugged-inaccessible=on (memslots holding plugged
+blocks are mapped), then "auto", which resolves to "off" for anonymous
+memory as in QEMU 7.2 (legacy mode for guests before Linux 5.16: memslots
+overlapping the usable region are mapped, too).
 """
 
 import os
@@ -44,50 +48,60 @@ def model(mapped_bytes, per_gib, address_spaces=1):
     return mapped_bytes * per_gib // GiB * address_spaces
 
 
+def run_mode(workdir, setting):
+    g = VMemGuest(workdir, DEVICE_SIZE, True, name=f"demo-{setting}",
+                  unplugged_inaccessible=setting)
+    t0 = time.monotonic()
+    g.start()
+    info = g.info()
+    slot = g.memslot_size()
+    resolved = g.qmp("qom-get", path="vm0", property="unplugged-inaccessible")
+    print(f"== unplugged-inaccessible={setting or 'auto'}: resolves to "
+          f"{resolved}" + (" (legacy mode)" if resolved == "off" else ""))
+    print(f"guest booted in {time.monotonic() - t0:.1f} s: MemTotal "
+          f"{mem(g.guest_report()[0])}; device vm0: {size_str(DEVICE_SIZE)}"
+          f" at {info['memaddr']:#x}, block size "
+          f"{size_str(info['block-size'])}, {info['memslots']} memslots of "
+          f"{size_str(slot)}\n")
+    head = (f"{'requested':>10} {'plugged':>10} {'guest':>10} "
+            f"{'took':>6} {'memslots':>9} {'mapped':>10} | "
+            f"{'KVM metadata (model)':^39} |")
+    sub = (f"{'':>10} {'':>10} {'MemTotal':>10} {'':>6} "
+           f"{'mapped':>9} {'memory':>10} | "
+           f"{'TDP MMU':>8} {'shadow,SMM':>11} | {'off: TDP':>8} "
+           f"{'shadow,SMM':>10} |")
+    print(head)
+    print(sub)
+    print("-" * len(sub))
+    try:
+        for target in [0] + STEPS:
+            t0 = time.monotonic()
+            if target or g.plugged():
+                g.resize(target)
+                g.wait_size(target, timeout=120)
+            took = time.monotonic() - t0
+            mapped = g.mapped_memslots()
+            mapped_bytes = sum(e - s for s, e in mapped.values())
+            print(f"{size_str(target) if target else '0':>10} "
+                  f"{mem(g.plugged()):>10} {mem(g.guest_report()[0]):>10} "
+                  f"{took:5.1f}s {len(mapped):>4}/{info['memslots']:<4} "
+                  f"{mem(mapped_bytes):>10} | "
+                  f"{mem(model(mapped_bytes, TDP_PER_GIB)):>8} "
+                  f"{mem(model(mapped_bytes, SHADOW_PER_GIB, 2)):>11} | "
+                  f"{mem(model(DEVICE_SIZE, TDP_PER_GIB)):>8} "
+                  f"{mem(model(DEVICE_SIZE, SHADOW_PER_GIB, 2)):>10} |")
+    finally:
+        g.stop()
+    print()
+
+
 def main():
     print(textwrap.fill(__doc__.strip().split("\n\n")[1].replace("\n", " "),
                         79) + "\n")
     with tempfile.TemporaryDirectory(prefix="vmem-demo-") as workdir:
-        g = VMemGuest(workdir, DEVICE_SIZE, True, name="demo")
-        t0 = time.monotonic()
-        g.start()
-        info = g.info()
-        slot = g.memslot_size()
-        print(f"guest booted in {time.monotonic() - t0:.1f} s: MemTotal "
-              f"{mem(g.guest_report()[0])}; device vm0: {size_str(DEVICE_SIZE)}"
-              f" at {info['memaddr']:#x}, block size "
-              f"{size_str(info['block-size'])}, {info['memslots']} memslots of "
-              f"{size_str(slot)}\n")
-        head = (f"{'requested':>10} {'plugged':>10} {'guest':>10} "
-                f"{'took':>6} {'memslots':>9} {'mapped':>10} | "
-                f"{'KVM metadata (model)':^39} |")
-        sub = (f"{'':>10} {'':>10} {'MemTotal':>10} {'':>6} "
-               f"{'mapped':>9} {'memory':>10} | "
-               f"{'TDP MMU':>8} {'shadow,SMM':>11} | {'off: TDP':>8} "
-               f"{'shadow,SMM':>10} |")
-        print(head)
-        print(sub)
-        print("-" * len(sub))
-        try:
-            for target in [0] + STEPS:
-                t0 = time.monotonic()
-                if target or g.plugged():
-                    g.resize(target)
-                    g.wait_size(target, timeout=120)
-                took = time.monotonic() - t0
-                mapped = g.mapped_memslots()
-                mapped_bytes = sum(e - s for s, e in mapped.values())
-                print(f"{size_str(target) if target else '0':>10} "
-                      f"{mem(g.plugged()):>10} {mem(g.guest_report()[0]):>10} "
-                      f"{took:5.1f}s {len(mapped):>4}/{info['memslots']:<4} "
-                      f"{mem(mapped_bytes):>10} | "
-                      f"{mem(model(mapped_bytes, TDP_PER_GIB)):>8} "
-                      f"{mem(model(mapped_bytes, SHADOW_PER_GIB, 2)):>11} | "
-                      f"{mem(model(DEVICE_SIZE, TDP_PER_GIB)):>8} "
-                      f"{mem(model(DEVICE_SIZE, SHADOW_PER_GIB, 2)):>10} |")
-        finally:
-            g.stop()
-    print("\nThe guest is shut down. 'off' is the same device with "
+        for setting in ("on", None):
+            run_mode(workdir, setting)
+    print("The guests are shut down. 'off' is the same device with "
           "dynamic-memslots=off: one 1 TiB memslot, mapped whole.")
     print("Model: per GiB of memslot and address space, gfn_track 512 KiB + "
           "lpage_info 2 KiB; the shadow MMU adds rmap 2 MiB; SMM doubles.")

@@ -62,17 +62,23 @@ def size_str(size):
 class VMemGuest:
     """One VM: base RAM, one virtio-mem device "vm0" with backend "vmem0"."""
 
-    # pylint: disable=too-many-arguments
+    # unplugged_inaccessible: "on", "off" or None (not given: "auto")
+    # pylint: disable=too-many-arguments,too-many-locals
     def __init__(self, workdir, size, dynamic, qemu=QEMU, name="vm",
                  block_size=2 * MiB, extra_args=(), dynamic_prop=True,
-                 accel="tcg", machine="q35", base_ram=BASE_RAM, wrapper=()):
+                 accel="tcg", machine="q35", base_ram=BASE_RAM, wrapper=(),
+                 kernel=None, initrd=None, unplugged_inaccessible="on",
+                 append=""):
         self.size = size
         self.dynamic = dynamic
-        self.qemu, self.kernel, self.initrd = qemu, KERNEL, INITRD
+        self.qemu = qemu
+        self.kernel, self.initrd = kernel or KERNEL, initrd or INITRD
         self.workdir = workdir
         self.serial_log = os.path.join(workdir, f"{name}-serial.log")
         dev = (f"virtio-mem-pci,id=vm0,memdev=vmem0,requested-size=0,"
-               f"block-size={block_size},unplugged-inaccessible=on")
+               f"block-size={block_size}")
+        if unplugged_inaccessible:
+            dev += f",unplugged-inaccessible={unplugged_inaccessible}"
         if dynamic_prop:
             dev += f",dynamic-memslots={'on' if dynamic else 'off'}"
         args = [
@@ -81,7 +87,7 @@ class VMemGuest:
             "-m", f"{base_ram // MiB}M,maxmem={(base_ram + size) // MiB}M",
             "-kernel", self.kernel, "-initrd", self.initrd,
             "-append", "console=ttyS0 panic=-1 quiet "
-                       "memhp_default_state=online_movable",
+                       "memhp_default_state=online_movable " + append,
             "-object", f"memory-backend-ram,id=vmem0,size={size},reserve=off",
             "-device", dev,
             "-serial", f"file:{self.serial_log}",
