@@ -166,8 +166,11 @@ class VMemGuest:
         return int(memtotal) * KiB, spans
 
     def guest_added(self):
-        """Bytes the guest's MemTotal grew by since boot."""
-        return self.guest_report()[0] - self.base_memtotal
+        """Bytes the guest's MemTotal grew by since boot (None before its
+        first report: a migration destination's guest reports its next
+        change)."""
+        report = self.guest_report()
+        return report[0] - self.base_memtotal if report else None
 
     # -- what QEMU says ---------------------------------------------------
     def qmp(self, cmd, **args):
