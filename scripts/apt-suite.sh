@@ -11,7 +11,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/need.sh"
-need apt-get apt awk gawk
+need apt-get apt awk mawk
 suite=${1:?usage: apt-suite.sh SUITE}
 [[ "$suite" =~ ^[a-z][a-z0-9-]*$ ]] ||
     { echo "apt-suite: '$suite' is not a suite name" >&2; exit 2; }

@@ -28,7 +28,7 @@ run_test build-without-kvm "$top/scripts/check-no-kvm.sh" \
 run_test qtest-virtio-mem-test meson test -C "$QEMU_BUILD_DIR" --no-rebuild \
     --print-errorlogs --timeout-multiplier 5 qtest-x86_64/virtio-mem-test
 export VMEM_QEMU="$QEMU_BUILD_DIR/qemu-system-x86_64"
-for t in test-guest-e2e test-vhost-memslots; do
+for t in test-guest-e2e test-guest-migration test-vhost-memslots; do
     run_test "$t" "$top/tests/$t.py"
 done
 run_test fuzz-virtio-mem "$top/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}"
