@@ -164,9 +164,17 @@ def try_mismatch(res, src, workdir):
 
 def hop(res, src, kind, workdir, name, state):
     uri = f"unix:{workdir}/{name}.sock"
-    label = f"{state['label']} -> {kind}"
     dst = launch(kind, workdir, name, incoming=uri)
     dst.vm.launch()
+    try:
+        return hop_to(res, src, dst, kind, workdir, uri, state)
+    except BaseException:
+        dst.stop()
+        raise
+
+
+def hop_to(res, src, dst, kind, workdir, uri, state):
+    label = f"{state['label']} -> {kind}"
     dst.base_memtotal = src.base_memtotal
     dst.pattern = src.pattern
     src.qmp("stop")
