@@ -10,7 +10,11 @@ MemTotal reached the target, checks:
   the flat view has one range per mapped memslot, at the memslot's place;
   query-memory-devices' mapped-memslots agrees;
 - with dynamic-memslots=off: the backend is mapped whole, as in QEMU 7.2;
-- the guest-visible results (plugged size, MemTotal) are the same for both.
+- the guest-visible results (plugged size, MemTotal) are the same for both;
+- with a vhost-user device whose backend (tests/lib/vhost_user_stub.py)
+  allows 64 regions, as Debian's vhost-net does: the device decides on 16
+  memslots (a quarter of 64) and the mapped ones follow the guest's memory
+  just the same.
 
 Prints one PASS/FAIL line per check and "N passed, N failed".
 """
@@ -23,6 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 # pylint: disable=wrong-import-position
 from results import Results  # noqa: E402
+from vhost_user_stub import VhostUserStub  # noqa: E402
 from vmemguest import (GiB, MiB, GuestError, VMemGuest,  # noqa: E402
                        covered_memslots, size_str)
 
@@ -55,14 +60,27 @@ def memslot_map_matches(g, addr, memslot_size):
     return problems
 
 
-def run(dynamic, res, workdir):
+def run(dynamic, res, workdir, vhost_regions=None):
     label = f"dynamic-memslots={'on' if dynamic else 'off'}"
+    extra, stub = [], None
+    if vhost_regions:
+        label += f", {vhost_regions}-region vhost-user device"
+        path = os.path.join(workdir, "vhost.sock")
+        stub = VhostUserStub(path, vhost_regions)
+        extra = ["-chardev", f"socket,id=vu0,path={path}",
+                 "-device", "vhost-user-blk-pci,chardev=vu0"]
     seen = []
-    g = VMemGuest(workdir, DEVICE_SIZE, dynamic, name=label)
+    g = VMemGuest(workdir, DEVICE_SIZE, dynamic, name=label.split(",")[0] +
+                  (f"-vhost{vhost_regions}" if vhost_regions else ""),
+                  early_args=extra)
     try:
         g.start()
         addr = g.info()["memaddr"]
         memslot_size = g.memslot_size() if dynamic else DEVICE_SIZE
+        if vhost_regions:
+            res.check(g.info()["memslots"] == 16,
+                      f"{label}: 16 memslots (a quarter of {vhost_regions})",
+                      g.context())
         if dynamic:
             res.check(g.info()["memslots"] == DEVICE_SIZE // memslot_size and
                       not g.mapped_memslots(),
@@ -104,6 +122,8 @@ def run(dynamic, res, workdir):
         res.check(False, f"{label}: guest run", str(e))
     finally:
         g.stop()
+        if stub:
+            stub.close()
     return seen
 
 
@@ -112,10 +132,11 @@ def main():
     with tempfile.TemporaryDirectory(prefix="vmem-e2e-") as workdir:
         on = run(True, res, workdir)
         off = run(False, res, workdir)
-    res.check(on == off and len(on) == len(STEPS),
+        vhost = run(True, res, workdir, vhost_regions=64)
+    res.check(on == off == vhost and len(on) == len(STEPS),
               "guest-visible results (plugged size, MemTotal growth) are the "
-              "same with dynamic-memslots on and off",
-              f"on:  {on}\noff: {off}")
+              "same with dynamic-memslots on and off, and with the vhost "
+              "device", f"on:  {on}\noff: {off}\nvhost: {vhost}")
     return res.finish()
 
 

@@ -38,10 +38,11 @@ DIFFERENCES = {
         "Reason: it is the switch of this feature."),
     "qapi-fields": (
         "The QAPI schema (``query-qmp-schema``) has the optional members "
-        "``memslots`` and ``mapped-memslots`` of ``VirtioMEMDeviceInfo``; "
-        "``query-memory-devices`` and ``info memory-devices`` only report "
-        "them for devices with ``dynamic-memslots=on``. Reason: they "
-        "report the memslots of dynamic memslots."),
+        "``memslots``, ``mapped-memslots`` and ``memslots-limited-by`` of "
+        "``VirtioMEMDeviceInfo``; ``query-memory-devices`` and ``info "
+        "memory-devices`` only report them for devices with "
+        "``dynamic-memslots=on``. Reason: they report the memslots of "
+        "dynamic memslots."),
     "device-memory-as": (
         "Once a memory device (DIMM, virtio-mem, ...) is plugged, "
         "``info mtree`` and ``info mtree -f`` show one more address space, "
@@ -329,6 +330,9 @@ SCENARIOS = [
                                    "type": "int"}, path=("members",)),
           added("qapi-fields", 0, {"name": "mapped-memslots",
                                    "default": None, "type": "int"},
+                path=("members",)),
+          added("qapi-fields", 0, {"name": "memslots-limited-by",
+                                   "default": None, "type": "str"},
                 path=("members",))]),
     S("trace events of memory devices",
       Q35 + "-m 1G",

@@ -68,7 +68,7 @@ class VMemGuest:
                  block_size=2 * MiB, extra_args=(), dynamic_prop=True,
                  accel="tcg", machine="q35", base_ram=BASE_RAM, wrapper=(),
                  kernel=None, initrd=None, unplugged_inaccessible="on",
-                 append=""):
+                 append="", early_args=()):
         self.size = size
         self.dynamic = dynamic
         self.qemu = qemu
@@ -88,6 +88,7 @@ class VMemGuest:
             "-kernel", self.kernel, "-initrd", self.initrd,
             "-append", "console=ttyS0 panic=-1 quiet "
                        "memhp_default_state=online_movable " + append,
+            *early_args,     # devices realized before the virtio-mem device
             "-object", f"memory-backend-ram,id=vmem0,size={size},reserve=off",
             "-device", dev,
             "-serial", f"file:{self.serial_log}",
