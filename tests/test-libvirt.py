@@ -14,7 +14,11 @@ the property with <qemu:override>), see scripts/libvirt.sh:
 - check through virsh qemu-monitor-command that QEMU got
   dynamic-memslots=on, resize with virsh update-memory-device up and down,
   wait (deadline) for the device and the guest to follow, and check that
-  info mtree maps exactly the memslots holding the guest's memory;
+  info mtree maps exactly what the mode's rule says: libvirt does not set
+  unplugged-inaccessible, so "auto" resolves to "off" (anonymous memory,
+  as in QEMU 7.2: legacy mode), and the memslots holding the guest's
+  memory plus those overlapping the usable region (the largest requested
+  size so far plus 256 MiB) are mapped;
 - destroy and undefine; the daemon stops, nothing is left.
 Skips (exit 77) when the libvirt packages cannot be installed.
 """
@@ -203,6 +207,11 @@ def exercise(res, lv, xml_name, workdir):
         base = dom.guest_report()[0]
         info = [d["data"] for d in lv.qmp(name, "query-memory-devices")][0]
         memslot = info["max-size"] // info["memslots"]
+        legacy = lv.qmp(name, "qom-get", path=ALIAS,
+                        property="unplugged-inaccessible") == "off"
+        res.check(legacy, f"libvirt {v}: unplugged-inaccessible resolves to "
+                  "off (auto, anonymous memory): legacy mode")
+        usable = 0
         for target in (4 * GiB, 1 * GiB):
             t0 = time.monotonic()
             lv.virsh("update-memory-device", name, "--alias", ALIAS,
@@ -212,6 +221,9 @@ def exercise(res, lv, xml_name, workdir):
                      f"the guest to reach {target // GiB} GiB")
             spans = dom.guest_report()[1]
             want = covered_memslots(spans, info["memaddr"], memslot)
+            usable = max(usable, min(info["max-size"], target + (256 << 20)))
+            if legacy:
+                want |= set(range(-(-usable // memslot)))
             got = dom.mapped_memslots()
             res.check(got == want and
                       sum(e - s for s, e in spans) == target,
