@@ -22,6 +22,7 @@ import os
 import random
 import sys
 import tempfile
+import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
@@ -284,6 +285,35 @@ def vhost_below_used_plus_reserved(m, res):
               "is accepted", r)
 
 
+def vhost_user_net_refused(m, res):
+    """A vhost-user NIC that cannot map the reserved memslots: an error,
+    not a netdev_add that retries forever (7.2's loop reconnected to the
+    backend without end)."""
+    r, dev = m.add_virtio_mem(64 * GiB)
+    assert "return" in r and m.memslots(dev) == 64, r
+    path = m.stub(32)
+    r = m.qmp("chardev-add", id="vn", backend={"type": "socket", "data": {
+        "addr": {"type": "unix", "data": {"path": path}}, "server": False}})
+    assert "return" in r, r
+    answer = []
+    t = threading.Thread(target=lambda: answer.append(
+        m.qmp("netdev_add", type="vhost-user", id="net0", chardev="vn")),
+        daemon=True)
+    t.start()
+    t.join(30)
+    if t.is_alive():
+        m.vm.kill()
+        res.check(False, "a 32-region vhost-user NIC after a device with 64 "
+                  "memslots is refused", "netdev_add did not answer in 30 s")
+        return
+    log = stderr_of(m)
+    res.check("error" in answer[0] and
+              REFUSED.format(limit=32, used=0, reserved=64) in log and
+              log.count("could not be started") == 1,
+              "a 32-region vhost-user NIC after a device with 64 memslots is "
+              "refused at once, with the numbers on stderr", f"{answer} {log}")
+
+
 # -- Debian 12 hosts: vhost limits below 509 --------------------------------
 
 def one_tib_after(limit):
@@ -351,6 +381,38 @@ def dpdk(m, res):
     res.check(log.count(warning) == 1 and log.count("single memory slot") == 1,
               "  QEMU warns once on stderr, with the remedy; not for a 1 GiB "
               "device", log)
+
+
+def budget_used_up(m, res):
+    """The last memslot of a 64-region host's budget: said, not silent."""
+    assert "return" in m.add_vhost(64)
+    r, big = m.add_virtio_mem(64 * GiB)
+    assert "return" in r and m.memslots(big) == 15, (r, m.info(big))
+    r, dev = m.add_virtio_mem(4 * GiB)
+    info = m.info(dev)
+    why = info.get("memslots-limited-by", "")
+    log = stderr_of(m)
+    res.check("return" in r and info.get("memslots") == 1 and
+              why.startswith("its share of the 1 memory slot that memory "
+                             "devices may still use is 1; a vhost backend "
+                             "limits them (for vhost-net") and
+              f"virtio-mem '{dev}': 'dynamic-memslots' uses a single memory "
+              f"slot: {why}" in log,
+              "64-region vhost, a 64 GiB device took 15 of the 16 memslots: "
+              "a 4 GiB device gets 1 and says why (QMP and stderr)",
+              f"{r} why={why!r} log={log}")
+
+
+def refused_device_says_nothing(m, res):
+    """A device refused after its decision warns about nothing."""
+    assert "return" in m.add_vhost(0)
+    r, _ = m.add_virtio_mem(64 * GiB)
+    log = stderr_of(m)
+    res.check(error(r) == "a used vhost backend has no free memory slots "
+              "left" and "single memory slot" not in log,
+              "a 0-region vhost backend: the virtio-mem device is refused "
+              "with QEMU 7.2's message, and no warning about its memslots",
+              f"{r} {log}")
 
 
 def vhost_509(m, res):
@@ -546,13 +608,18 @@ def main():
                            ("counts survive a refused vhost device",
                             counts_survive_refused_vhost),
                            ("counts survive a vhost hot-unplug",
-                            counts_survive_vhost_unplug)]:
+                            counts_survive_vhost_unplug),
+                           ("vhost-user NIC refused",
+                            vhost_user_net_refused)]:
             case(res, workdir, name, body)
         for name, body in [("Debian host: vhost-net", debian_vhost_net),
                            ("Debian host: virtiofsd", debian_virtiofsd),
-                           ("DPDK", dpdk), ("509", vhost_509)]:
+                           ("DPDK", dpdk), ("509", vhost_509),
+                           ("budget used up", budget_used_up),
+                           ("refused device", refused_device_says_nothing)]:
             # DPDK's case adds a small device next to the 1 TiB one
-            m = Machine(workdir, 1 * TiB + (1 * GiB if body is dpdk else 0))
+            m = Machine(workdir, {dpdk: 1 * TiB + 1 * GiB,
+                                  budget_used_up: 68 * GiB}.get(body, 1 * TiB))
             try:
                 body(m, res)
             except AssertionError as e:

@@ -87,7 +87,10 @@ DIFFERENCES = {
         "backend has no free memory slots left``; the backend's own limit "
         "still applies. Reason: a memory device may use several memslots, "
         "so the number of DIMM slots is no limit for vhost-user (upstream "
-        "QEMU raised it on x86 in 8.2); other targets keep theirs."),
+        "QEMU raised it on x86 in 8.2); other targets keep theirs. A "
+        "backend above 256 that reconnects offering fewer regions than "
+        "before is refused (``This limit should never decrease.``), where "
+        "7.2 saw 256 both times."),
 }
 
 
