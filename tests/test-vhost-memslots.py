@@ -485,16 +485,17 @@ class Model:
     def max_limit(self):
         return min(self.vhost.values(), default=1 << 32)
 
-    def fits(self, required):
-        """Free vhost memslots (shared memory only: DIMMs) for @required."""
-        used = sum(1 for _, _, k in self.devices.values() if k == "dimm")
-        reserved = self.required() - used
-        return all(used + reserved + required <= lim
-                   for lim in self.vhost.values())
+    def used(self):
+        """What vhost-user maps: fd-backed regions, the shared DIMMs."""
+        return sum(1 for _, _, k in self.devices.values() if k == "dimm")
 
     def reserved(self):
-        used = sum(1 for _, _, k in self.devices.values() if k == "dimm")
-        return self.required() - used
+        return self.required() - self.used()
+
+    def fits(self, required):
+        """Room in every vhost device for @required more memslots."""
+        return all(self.used() + self.reserved() + required <= lim
+                   for lim in self.vhost.values())
 
 
 def eject(m, dev, slot):
@@ -529,9 +530,7 @@ def random_sequence(workdir, res, seed, steps=60):
                 model.devices.pop(dev, None)
             elif what == "vhost" and len(model.vhost) < 4:
                 limit = rnd.choice([509, 64, 32, 8])
-                used = sum(1 for _, _, k in model.devices.values()
-                           if k == "dimm")
-                ok = used + model.reserved() <= limit
+                ok = model.used() + model.reserved() <= limit
                 slot = free_slots.pop(0)
                 r = m.add_vhost(limit, addr=f"{slot:#x}")
                 if ok != ("return" in r):
@@ -542,8 +541,7 @@ def random_sequence(workdir, res, seed, steps=60):
                     slots[f"vublk{m.n}"] = slot
                 else:
                     free_slots.insert(0, slot)
-            elif what == "dimm" and \
-                    sum(k == "dimm" for _, _, k in model.devices.values()) < 6:
+            elif what == "dimm" and model.used() < 6:
                 ok = model.fits(1) and model.used_region() + GiB <= space
                 r = m.add_memory("pc-dimm", 1 * GiB, shared=True)
                 if ok != ("return" in r):
@@ -553,9 +551,7 @@ def random_sequence(workdir, res, seed, steps=60):
             elif what == "vmem":
                 size = rnd.choice([16 * GiB, 64 * GiB, 256 * GiB, 1 * TiB])
                 unused = space - model.used_region()
-                used = sum(1 for _, _, k in model.devices.values()
-                           if k == "dimm")
-                free = min((lim - used for lim in model.vhost.values()),
+                free = min((lim - model.used() for lim in model.vhost.values()),
                            default=1 << 32)
                 limit = memslot_limit(model.max_limit(), max(free, 0),
                                       model.required(), model.reserved(),
