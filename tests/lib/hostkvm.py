@@ -1,0 +1,238 @@
+"""Host KVM: one probe, memory cgroups, and paused KVM destinations.
+
+probe() decides whether this machine's /dev/kvm can run VMs: it opens
+/dev/kvm and creates a VM (KVM_CREATE_VM), and records what KVM is here:
+the vendor module or backend (kvm_intel, kvm_amd, kvm_pvm), kvm.tdp_mmu,
+SMM support, the memslot limit, the host kernel and the cgroup version.
+Every test, the demo and the bench print its describe() line, and skip
+their KVM cases with its reason when it failed. VMEM_NO_KVM=1 makes the
+probe fail on purpose (the run without KVM, on a machine with it).
+
+What KVM allocates for memslots (rmap, gfn_track, lpage_info, dirty
+bitmaps) is charged to the memory cgroup of the process that creates the
+memslot (GFP_KERNEL_ACCOUNT). Cgroup puts a QEMU process into a memory
+cgroup of its own before it execs and reads the kernel memory charged to
+it: memory.kmem.usage_in_bytes on cgroup v1, memory.stat "kernel" on v2.
+Both also count page tables and other kernel objects of the process, so
+callers compare runs that differ only in the memslots.
+
+A guest cannot run under every host KVM (kvm_pvm emulates privileged
+instructions too slowly for an unmodified Linux), but the memslots of a
+paused VM are what we measure: kvm_destination() starts a paused KVM QEMU
+with -incoming and migrate_to() moves a TCG guest's state into it, plug
+state included; the destination then maps what the guest has plugged.
+"""
+
+import errno
+import fcntl
+import os
+import platform
+import time
+
+KVM_GET_API_VERSION = 0xAE00
+KVM_CREATE_VM = 0xAE01
+KVM_CHECK_EXTENSION = 0xAE03
+KVM_CAP_NR_MEMSLOTS = 10
+KVM_CAP_X86_SMM = 117
+CGROUP = "/sys/fs/cgroup"
+
+
+def _read(path, default=None):
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+def cpu_vendor():
+    """The host CPU's vendor string (GenuineIntel, AuthenticAMD)."""
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+        for line in f:
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    return "GenuineIntel"
+
+
+def cgroup_version():
+    """1 or 2 for the memory controller's hierarchy, None without one."""
+    if os.path.exists(f"{CGROUP}/memory/memory.kmem.usage_in_bytes"):
+        return 1
+    if "memory" in (_read(f"{CGROUP}/cgroup.controllers") or "").split():
+        return 2
+    return None
+
+
+class KVMInfo:
+    """What the probe found; ok is False with reason when KVM is unusable."""
+
+    def __init__(self):
+        self.ok = False
+        self.reason = ""
+        self.api = self.memslots = None
+        self.smm = False
+        self.backend = next((m for m in ("kvm_pvm", "kvm_intel", "kvm_amd")
+                             if os.path.isdir(f"/sys/module/{m}")), None)
+        tdp = _read("/sys/module/kvm/parameters/tdp_mmu")
+        self.tdp_mmu = None if tdp is None else tdp in ("Y", "1")
+        self.kernel = platform.release()
+        self.cgroup = cgroup_version()
+
+    def mmu(self):
+        if self.backend == "kvm_pvm" or self.tdp_mmu is False:
+            return "shadow MMU"
+        return "TDP MMU" if self.tdp_mmu else "MMU unknown"
+
+    def flavour(self):
+        """One phrase for tables: backend, MMU, SMM, kernel."""
+        return (f"{self.backend or 'kvm'}, {self.mmu()} "
+                f"(kvm.tdp_mmu={'Y' if self.tdp_mmu else 'N'}), "
+                f"SMM {'yes' if self.smm else 'no'}, host kernel {self.kernel}")
+
+    def describe(self):
+        if not self.ok:
+            return f"host KVM: not used ({self.reason})"
+        return (f"host KVM: {self.flavour()}, API {self.api}, "
+                f"{self.memslots} memslots, memory cgroup v{self.cgroup}")
+
+
+def probe():
+    """KVMInfo of this machine: /dev/kvm opens and KVM_CREATE_VM works."""
+    info = KVMInfo()
+    if os.environ.get("VMEM_NO_KVM") == "1":
+        info.reason = "VMEM_NO_KVM=1"
+        return info
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        info.reason = f"/dev/kvm: {e.strerror}"
+        return info
+    try:
+        info.api = fcntl.ioctl(fd, KVM_GET_API_VERSION, 0)
+        try:
+            vm = fcntl.ioctl(fd, KVM_CREATE_VM, 0)
+        except OSError as e:
+            info.reason = f"KVM_CREATE_VM: {e.strerror}"
+            return info
+        info.memslots = fcntl.ioctl(vm, KVM_CHECK_EXTENSION,
+                                    KVM_CAP_NR_MEMSLOTS)
+        info.smm = fcntl.ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_X86_SMM) > 0
+        os.close(vm)
+    finally:
+        os.close(fd)
+    if os.geteuid() != 0:
+        info.reason = "not root: no memory cgroup of our own"
+    elif info.cgroup is None:
+        info.reason = "no memory cgroup controller"
+    else:
+        info.ok = True
+    return info
+
+
+class Cgroup:
+    """A memory cgroup of its own for one process (see the module's doc).
+
+    limit: bytes the cgroup may charge, so that a QEMU asking KVM for more
+    metadata than the host has fails inside its cgroup instead of pushing
+    the whole machine into the OOM killer.
+    """
+    count = 0
+
+    def __init__(self, limit=None):
+        Cgroup.count += 1
+        name = f"vmem-{os.getpid()}-{Cgroup.count}"
+        self.version = cgroup_version()
+        base = f"{CGROUP}/memory" if self.version == 1 else CGROUP
+        self.path = f"{base}/{name}"
+        os.mkdir(self.path)
+        if limit:
+            knob = "memory.limit_in_bytes" if self.version == 1 \
+                else "memory.max"
+            with open(f"{self.path}/{knob}", "w", encoding="ascii") as f:
+                f.write(str(limit))
+        self.wrapper = ["/bin/sh", "-c",
+                        f'echo $$ > {self.path}/cgroup.procs && exec "$@"',
+                        "qemu-in-cgroup"]
+
+    def kmem(self):
+        """Kernel memory charged to the cgroup, in bytes."""
+        if self.version == 1:
+            return int(_read(f"{self.path}/memory.kmem.usage_in_bytes"))
+        stat = dict(line.split() for line in
+                    _read(f"{self.path}/memory.stat").splitlines())
+        return int(stat["kernel"])
+
+    def oom_killed(self):
+        """Whether the cgroup's OOM killer struck (its limit was hit)."""
+        if self.version == 1:
+            text = _read(f"{self.path}/memory.oom_control") or ""
+        else:
+            text = _read(f"{self.path}/memory.events") or ""
+        return any(line.split()[0] == "oom_kill" and line.split()[1] != "0"
+                   for line in text.splitlines() if line.strip())
+
+    def remove(self, timeout=10):
+        """rmdir once the process has left (charges move to the parent)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                os.rmdir(self.path)
+                return
+            except OSError as e:
+                if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+
+
+def replace_arg(args, option, value):
+    """args with the value of every "option value" pair replaced."""
+    out = list(args)
+    for i, a in enumerate(out[:-1]):
+        if a == option:
+            out[i + 1] = value
+    return out
+
+
+def kvm_destination(machine_cls, qemu, src_args, workdir, name, cg,
+                    extra=()):
+    """A paused KVM QEMU (launched) waiting for src_args' migration.
+
+    The same command line as the TCG source but -accel kvm, no serial log
+    of its own and the given extra options (e.g. another device setting).
+    """
+    args = replace_arg(replace_arg(src_args, "-accel", "kvm"),
+                       "-serial", "null")
+    args += ["-S", "-incoming", "defer", *extra]
+    dst = machine_cls(qemu, args=args, name=name, wrapper=cg.wrapper,
+                      base_temp_dir=workdir, sock_dir=workdir)
+    dst.launch()
+    return dst
+
+
+def migrate_to(src_qmp, dst, uri, timeout=120):
+    """Stop the source, migrate it into dst, wait for completion.
+
+    src_qmp(cmd, **args) returns a command's "return". The source is left
+    in postmigrate: "cont" resumes it (for the next size).
+    """
+    r = dst.qmp("migrate-incoming", uri=uri)
+    if "error" in r:
+        raise RuntimeError(f"migrate-incoming: {r['error']}")
+    src_qmp("stop")
+    src_qmp("migrate", uri=uri)
+    deadline = time.monotonic() + timeout
+    while True:
+        status = src_qmp("query-migrate").get("status")
+        if status == "completed":
+            break
+        if status in ("failed", "cancelled") or time.monotonic() > deadline:
+            raise RuntimeError(f"migration {status}: "
+                               f"{src_qmp('query-migrate')}")
+        time.sleep(0.05)
+    # the destination's post_load has run once it reports "paused"
+    # after the incoming migration (not "inmigrate")
+    while dst.qmp("query-status")["return"]["status"] == "inmigrate":
+        if time.monotonic() > deadline:
+            raise RuntimeError("the destination stays in inmigrate")
+        time.sleep(0.05)
+
