@@ -36,6 +36,11 @@ run_test setup-build "$top/scripts/build.sh" "${targets[@]}"
 run_test setup-guest "$top/scripts/guest.sh"
 [ "${failures[*]:-}" = "" ] || finish
 
+# Which accelerators the tests use here: qtests the qtest accelerator,
+# guests TCG, tests/test-host-kvm.py host KVM if the probe finds it usable
+echo "accelerators: qtest (qtests), TCG (guests);" \
+     "$(python3 "$top/tests/lib/hostkvm.py")"
+
 # 2. The series itself.
 while read -r status rest; do
     count "$status" "$rest"

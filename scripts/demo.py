@@ -11,6 +11,12 @@ one after the other: unplugged-inaccessible=on (memslots holding plugged
 blocks are mapped), then "auto", which resolves to "off" for anonymous
 memory as in QEMU 7.2 (legacy mode for guests before Linux 5.16: memslots
 overlapping the usable region are mapped, too).
+
+Where host KVM works (tests/lib/hostkvm.py's probe), every step is also
+measured: the guest's state migrates into a paused KVM QEMU with
+dynamic-memslots=on and into one with "off", each in a memory cgroup of
+its own, and the "measured" columns give the kernel memory KVM allocated
+for the device there. Without host KVM they say why they are empty.
 """
 
 import os
@@ -22,6 +28,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "tests", "lib"))
 # pylint: disable=wrong-import-position
+import hostkvm  # noqa: E402
 from vmemguest import (GiB, KiB, MiB, TiB, GuestError,  # noqa: E402
                        VMemGuest, size_str)
 
@@ -48,9 +55,12 @@ def model(mapped_bytes, per_gib, address_spaces=1):
     return mapped_bytes * per_gib // GiB * address_spaces
 
 
-def run_mode(workdir, setting):
+def run_mode(workdir, setting, kvm):
+    # the host's CPU vendor, as qemu64 has under KVM: the same guest
+    # physical layout on the KVM destinations
+    cpu = f"qemu64,phys-bits=48,vendor={hostkvm.cpu_vendor()}"
     g = VMemGuest(workdir, DEVICE_SIZE, True, name=f"demo-{setting}",
-                  unplugged_inaccessible=setting)
+                  unplugged_inaccessible=setting, extra_args=["-cpu", cpu])
     t0 = time.monotonic()
     g.start()
     info = g.info()
@@ -65,11 +75,11 @@ def run_mode(workdir, setting):
           f"{size_str(slot)}\n")
     head = (f"{'requested':>10} {'plugged':>10} {'guest':>10} "
             f"{'took':>6} {'memslots':>9} {'mapped':>10} | "
-            f"{'KVM metadata (model)':^39} |")
+            f"{'KVM metadata (model)':^39} | {'measured':^19} |")
     sub = (f"{'':>10} {'':>10} {'MemTotal':>10} {'':>6} "
            f"{'mapped':>9} {'memory':>10} | "
            f"{'TDP MMU':>8} {'shadow,SMM':>11} | {'off: TDP':>8} "
-           f"{'shadow,SMM':>10} |")
+           f"{'shadow,SMM':>10} | {'on':>9} {'off':>9} |")
     print(head)
     print(sub)
     print("-" * len(sub))
@@ -82,6 +92,11 @@ def run_mode(workdir, setting):
             took = time.monotonic() - t0
             mapped = g.mapped_memslots()
             mapped_bytes = sum(e - s for s, e in mapped.values())
+            measured = ("-", "-")
+            if kvm.ok:
+                on, off, _ = hostkvm.kvm_cost(g, workdir,
+                                              f"{setting}-{target}")
+                measured = (mem(max(on, 0)), mem(off))
             print(f"{size_str(target) if target else '0':>10} "
                   f"{mem(g.plugged()):>10} {mem(g.guest_report()[0]):>10} "
                   f"{took:5.1f}s {len(mapped):>4}/{info['memslots']:<4} "
@@ -89,7 +104,8 @@ def run_mode(workdir, setting):
                   f"{mem(model(mapped_bytes, TDP_PER_GIB)):>8} "
                   f"{mem(model(mapped_bytes, SHADOW_PER_GIB, 2)):>11} | "
                   f"{mem(model(DEVICE_SIZE, TDP_PER_GIB)):>8} "
-                  f"{mem(model(DEVICE_SIZE, SHADOW_PER_GIB, 2)):>10} |")
+                  f"{mem(model(DEVICE_SIZE, SHADOW_PER_GIB, 2)):>10} | "
+                  f"{measured[0]:>9} {measured[1]:>9} |")
     finally:
         g.stop()
     print()
@@ -98,9 +114,16 @@ def run_mode(workdir, setting):
 def main():
     print(textwrap.fill(__doc__.strip().split("\n\n")[1].replace("\n", " "),
                         79) + "\n")
+    kvm = hostkvm.probe()
+    print("Guests run under TCG. " + kvm.describe() + ".")
+    if kvm.ok:
+        print(f"Measured: kernel memory KVM allocated for the device on a "
+              f"paused KVM destination ({kvm.flavour()}).\n")
+    else:
+        print("The measured columns stay empty: no usable host KVM.\n")
     with tempfile.TemporaryDirectory(prefix="vmem-demo-") as workdir:
         for setting in ("on", None):
-            run_mode(workdir, setting)
+            run_mode(workdir, setting, kvm)
     print("The guests are shut down. 'off' is the same device with "
           "dynamic-memslots=off: one 1 TiB memslot, mapped whole.")
     print("Model: per GiB of memslot and address space, gfn_track 512 KiB + "

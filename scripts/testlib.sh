@@ -20,14 +20,17 @@ run_test() { # name command...
     rc=$?
     # A test that reports its own "N passed, N failed" counts as N tests
     local summary
+    # (and its skipped cases, each with its reason in the log)
     summary=$(tail -1 "$logs/$name.log" |
-              sed -n 's/^\([0-9]\+\) passed, \([0-9]\+\) failed.*/\1 \2/p')
+              sed -n 's/^\([0-9]\+\) passed, \([0-9]\+\) failed\(, \([0-9]\+\) skipped\)\?.*$/\1 \2 \4/p')
     if [ -n "$summary" ] && [ $rc -ne 77 ]; then
         set -- $summary
         passed=$((passed + $1))
         failed=$((failed + $2))
+        skipped=$((skipped + ${3:-0}))
         if [ $rc -eq 0 ] && [ "$2" -eq 0 ]; then
-            echo "PASS $name: $1 checks ($((SECONDS - t0)) s)"
+            echo "PASS $name: $1 checks${3:+, $3 skipped} ($((SECONDS - t0)) s)"
+            grep '^SKIP ' "$logs/$name.log" | sed 's/^/    /'
             return
         fi
         [ "$2" -gt 0 ] || failed=$((failed + 1))

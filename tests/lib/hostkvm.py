@@ -236,3 +236,46 @@ def migrate_to(src_qmp, dst, uri, timeout=120):
             raise RuntimeError("the destination stays in inmigrate")
         time.sleep(0.05)
 
+
+
+def _migrate_into(src, workdir, name, setting):
+    """(kernel memory before, after, mapped memslots) of a paused KVM
+    destination with dynamic-memslots=setting that src migrates into."""
+    # pylint: disable=import-outside-toplevel
+    from vmemguest import QEMU, QEMUMachine, mapped_memslots
+    args = [a.replace("dynamic-memslots=on", f"dynamic-memslots={setting}")
+            for a in src.vm.args]
+    cg = Cgroup()
+    dst = kvm_destination(QEMUMachine, QEMU, args, workdir, name, cg)
+    try:
+        before = cg.kmem()
+        migrate_to(src.qmp, dst, f"unix:{workdir}/{name}.sock")
+        after = cg.kmem()
+        tree = dst.qmp("human-monitor-command",
+                       **{"command-line": "info mtree"})["return"]
+        return before, after, mapped_memslots(tree)
+    finally:
+        dst.shutdown()
+        cg.remove()
+        src.qmp("cont")
+
+
+def kvm_cost(src, workdir, name):
+    """What KVM allocates for src's device (a VMemGuest with
+    dynamic-memslots=on, under TCG, with the host CPU's vendor) as it is
+    plugged right now: (on, off, memslots the "on" destination mapped).
+
+    src migrates into a paused KVM QEMU with dynamic-memslots=on, resumes,
+    then into one with "off". "off" maps the whole device before the
+    migration starts, "on" only when the plug state arrives. Both receive
+    the same pages, so what receiving them costs the kernel (page tables)
+    cancels out: on = growth(on) - growth(off), off = the difference of
+    the two before the migration.
+    """
+    on0, on1, slots = _migrate_into(src, workdir, f"{name}-on", "on")
+    off0, off1, _ = _migrate_into(src, workdir, f"{name}-off", "off")
+    return (on1 - on0) - (off1 - off0), off0 - on0, slots
+
+
+if __name__ == "__main__":
+    print(probe().describe())

@@ -2,10 +2,17 @@
 
 import sys
 
+import hostkvm
+
 
 class Results:
-    def __init__(self):
-        self.passed = self.failed = 0
+    """accel: what the test's VMs run under, printed first together with
+    what host KVM offers here (tests/lib/hostkvm.py)."""
+
+    def __init__(self, accel="TCG"):
+        self.passed = self.failed = self.skipped = 0
+        print(f"accelerator: {accel}; {hostkvm.probe().describe()}")
+        sys.stdout.flush()
 
     def check(self, ok, what, detail=""):
         """Count and print one check; detail is printed when it failed."""
@@ -18,7 +25,14 @@ class Results:
         sys.stdout.flush()
         return ok
 
+    def skip(self, what, why):
+        """Count and print a case that could not run here, and why."""
+        self.skipped += 1
+        print(f"SKIP {what}: {why}")
+        sys.stdout.flush()
+
     def finish(self):
         """Print the totals; the exit status for the test."""
-        print(f"{self.passed} passed, {self.failed} failed")
+        print(f"{self.passed} passed, {self.failed} failed" +
+              (f", {self.skipped} skipped" if self.skipped else ""))
         return 1 if self.failed else 0

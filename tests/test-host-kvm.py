@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""What host KVM allocates for a 1 TiB virtio-mem device, measured.
+
+Needs a usable /dev/kvm (tests/lib/hostkvm.py's probe, printed first);
+without one every case is reported as skipped with the probe's reason.
+Each QEMU under KVM runs paused (-S) in a memory cgroup of its own, whose
+kernel memory gives what KVM allocated for its memslots.
+
+- static: Debian's stock 7.2 (the oracle for "off"), ours off and ours on,
+  with and without the device: ours off pays what stock pays, ours on with
+  nothing plugged pays nothing; the per-GiB cost of a memslot on this host
+  is stock's cost divided by the device size.
+- plugged 0, 1, 4 and 16 GiB: a real guest under TCG (ours, on) plugs
+  them with its own virtio_mem driver; at each size its state migrates
+  into a paused KVM QEMU with dynamic-memslots=on and into one with "off".
+  The "on" destination maps exactly the memslots the source maps, which
+  hold the guest's plugged blocks; its cost is the per-GiB cost of those
+  memslots (within 1 MiB and 5 %), and "off" pays for the whole device.
+  Both destinations receive the same pages, so what the migration itself
+  costs in kernel memory (page tables) cancels out in their difference.
+- the decision under KVM equals the one under TCG for a machine with two
+  DIMMs and two virtio-mem devices (memslots, mapped memslots, addresses,
+  info mtree).
+
+Prints one PASS/FAIL/SKIP line per check and "N passed, N failed[, N
+skipped]".
+"""
+
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "lib"))
+# pylint: disable=wrong-import-position
+import hostkvm  # noqa: E402
+from results import Results  # noqa: E402
+from vmemguest import (QEMU, GiB, MiB, TiB, QEMUMachine,  # noqa: E402
+                       VMemGuest, covered_memslots, mapped_memslots,
+                       size_str)
+
+STOCK = "/usr/bin/qemu-system-x86_64"
+DEVICE = 1 * TiB
+BASE_RAM = 1 * GiB
+STEPS = [0, 1 * GiB, 4 * GiB, 16 * GiB]
+CASES = ["static: ours off pays what stock 7.2 pays",
+         "static: ours on pays nothing with nothing plugged"] + \
+    [f"{size_str(p)} plugged: {what}" for p in STEPS for what in
+     ("destination maps the source's memslots", "on pays its memslots",
+      "off pays the whole device")] + \
+    ["decision under KVM equals TCG (DIMMs, two devices)"]
+
+
+def mib(n):
+    return f"{n / MiB:.1f} MiB"
+
+
+def cpu():
+    """qemu64 with the host's vendor: what it is under KVM anyway, and
+    under TCG the same guest physical layout (AMD moves memory above
+    4 GiB to 1 TiB when the machine reaches beyond it)."""
+    return f"qemu64,phys-bits=48,vendor={hostkvm.cpu_vendor()}"
+
+
+def paused(qemu, workdir, device, accel="kvm", cg=None, extra=(),
+           maxmem=BASE_RAM + DEVICE):
+    """A paused QEMU with the 1 TiB device (or none), launched."""
+    args = ["-S", "-machine", "q35", "-accel", accel, "-nodefaults",
+            "-cpu", cpu(), "-smp", "1",
+            "-m", f"{BASE_RAM // MiB}M,slots=4,maxmem={maxmem // MiB}M",
+            *extra]
+    if device is not None:
+        args += ["-object", f"memory-backend-ram,id=vmem0,size={DEVICE},"
+                            "reserve=off",
+                 "-device", "virtio-mem-pci,id=vm0,memdev=vmem0,"
+                            "requested-size=0,unplugged-inaccessible=on" +
+                            device]
+    vm = QEMUMachine(qemu, args=args, wrapper=cg.wrapper if cg else (),
+                     base_temp_dir=workdir, sock_dir=workdir)
+    vm.launch()
+    return vm
+
+
+def static_kmem(qemu, workdir, device):
+    """Kernel memory of a paused KVM QEMU, in a cgroup of its own."""
+    cg = hostkvm.Cgroup()
+    vm = paused(qemu, workdir, device, cg=cg)
+    try:
+        vm.qmp("query-status")
+        return cg.kmem()
+    finally:
+        vm.shutdown()
+        cg.remove()
+
+
+def static_cases(res, workdir):
+    """The per-GiB cost of a memslot on this host (stock's device cost)."""
+    stock = static_kmem(STOCK, workdir, "") - static_kmem(STOCK, workdir, None)
+    base = static_kmem(QEMU, workdir, None)
+    off = static_kmem(QEMU, workdir, ",dynamic-memslots=off") - base
+    on = static_kmem(QEMU, workdir, ",dynamic-memslots=on") - base
+    print(f"    stock 7.2 {mib(stock)}, ours off {mib(off)}, ours on "
+          f"{mib(on)} for the {size_str(DEVICE)} device")
+    res.check(abs(off - stock) <= MiB + stock // 100, CASES[0],
+              f"stock {stock}, ours off {off}")
+    res.check(abs(on) <= MiB, CASES[1], f"ours on {on} bytes")
+    return stock / DEVICE
+
+
+def plugged_cases(res, workdir, per_byte):
+    src = VMemGuest(workdir, DEVICE, True, name="src", base_ram=BASE_RAM,
+                    extra_args=["-cpu", cpu()])
+    src.start()
+    try:
+        memslot = src.memslot_size()
+        for n, step in enumerate(STEPS):
+            if step:
+                src.resize(step)
+                src.wait_size(step, timeout=120)
+            spans = src.guest_report()[1]
+            src_slots = src.mapped_memslots()
+            guest_slots = covered_memslots(spans, src.info()["memaddr"],
+                                           memslot)
+            cost_on, cost_off, dst_slots = hostkvm.kvm_cost(src, workdir,
+                                                            f"step{n}")
+            expected_on = len(dst_slots) * memslot * per_byte
+            print(f"    {size_str(step)}: {len(dst_slots)} memslots of "
+                  f"{size_str(memslot)} mapped; on {mib(cost_on)} "
+                  f"(expected {mib(expected_on)}), off {mib(cost_off)}")
+            name = f"{size_str(step)} plugged"
+            res.check(set(dst_slots) == set(src_slots) == guest_slots,
+                      f"{name}: destination maps the source's memslots",
+                      f"destination {sorted(dst_slots)}, source "
+                      f"{sorted(src_slots)}, guest's blocks in "
+                      f"{sorted(guest_slots)}")
+            res.check(abs(cost_on - expected_on) <= MiB + expected_on / 20,
+                      f"{name}: on pays its memslots",
+                      f"on {cost_on} bytes, expected {expected_on:.0f}")
+            res.check(abs(cost_off - DEVICE * per_byte) <=
+                      MiB + DEVICE * per_byte / 100,
+                      f"{name}: off pays the whole device",
+                      f"off {cost_off} bytes, expected "
+                      f"{DEVICE * per_byte:.0f}")
+    finally:
+        src.stop()
+
+
+def decision(accel, workdir):
+    """What a machine with two DIMMs and two devices maps, per device."""
+    extra = ["-object", "memory-backend-ram,id=d0,size=1G",
+             "-object", "memory-backend-ram,id=d1,size=1G",
+             "-device", "pc-dimm,id=dimm0,memdev=d0",
+             "-object", "memory-backend-ram,id=vmem1,size=64G,reserve=off",
+             "-device", "virtio-mem-pci,id=vm1,memdev=vmem1,requested-size=4G,"
+                        "unplugged-inaccessible=off,dynamic-memslots=on",
+             "-device", "pc-dimm,id=dimm1,memdev=d1"]
+    vm = paused(QEMU, workdir, ",dynamic-memslots=on", accel=accel,
+                extra=extra, maxmem=BASE_RAM + 2 * GiB + DEVICE + 64 * GiB)
+    try:
+        devs = vm.qmp("query-memory-devices")["return"]
+        tree = vm.qmp("human-monitor-command",
+                      **{"command-line": "info mtree"})["return"]
+        return devs, sorted(mapped_memslots(tree).items())
+    finally:
+        vm.shutdown()
+
+
+def decision_case(res, workdir):
+    kvm, tcg = decision("kvm", workdir), decision("tcg", workdir)
+    slots = [(d["data"]["id"], d["data"].get("memslots"))
+             for d in kvm[0] if d["type"] == "virtio-mem"]
+    print(f"    memslots under KVM: {slots}")
+    res.check(kvm == tcg, CASES[-1], f"KVM {kvm}\nTCG {tcg}")
+
+
+def main():
+    res = Results("KVM (paused destinations) and TCG (the guest)")
+    info = hostkvm.probe()
+    if not info.ok:
+        for case in CASES:
+            res.skip(case, f"no usable host KVM ({info.reason})")
+        return res.finish()
+    if not os.path.exists(STOCK):
+        raise SystemExit(f"{STOCK} is missing: scripts/deps.sh installs "
+                         "qemu-system-x86")
+    workdir = tempfile.mkdtemp(prefix="vmem-kvm-")
+    per_byte = static_cases(res, workdir)
+    print(f"    per GiB of memslot on this host: "
+          f"{per_byte * GiB:.0f} bytes (stock 7.2's device cost / size)")
+    plugged_cases(res, workdir, per_byte)
+    decision_case(res, workdir)
+    return res.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
