@@ -104,17 +104,12 @@ def launch(peer, args, cg):
 
 def dirty_logging(vm, cg):
     """Kernel memory that calc-dirty-rate's dirty logging adds, at peak."""
-    before = peak = cg.kmem()
-    r = vm.qmp("calc-dirty-rate", **{"calc-time": 1, "mode": "dirty-bitmap"})
-    if "error" in r:
-        raise RuntimeError(f"calc-dirty-rate: {r['error']}")
-    deadline = time.monotonic() + 60
-    while vm.qmp("query-dirty-rate")["return"]["status"] != "measured":
-        peak = max(peak, cg.kmem())
-        if time.monotonic() > deadline:
-            raise RuntimeError("calc-dirty-rate did not finish")
-        time.sleep(0.02)
-    return peak - before
+    def qmp(cmd, **args):
+        r = vm.qmp(cmd, **args)
+        if "error" in r:
+            raise RuntimeError(f"{cmd}: {r['error']}")
+        return r["return"]
+    return hostkvm.dirty_logging(qmp, cg.kmem)
 
 
 def start_run(peer, size, limit):
@@ -154,10 +149,7 @@ def destination(peer, src, accel, name):
     """(growth of kernel memory, mapped memslots, dirty) of a paused
     destination of peer that src migrates into."""
     cg = hostkvm.Cgroup()
-    args = hostkvm.replace_arg(hostkvm.replace_arg(src.vm.args, "-accel",
-                                                   accel), "-serial", "null")
-    args += ["-S", "-incoming", "defer"]
-    vm, _ = launch(peer, args, cg)
+    vm, _ = launch(peer, hostkvm.destination_args(src.vm.args, accel), cg)
     try:
         before = cg.kmem()
         hostkvm.migrate_to(src.qmp, vm, f"unix:{WORK}/{name}.sock")

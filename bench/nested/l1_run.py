@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.join(TOP, "bench"))
 sys.path.insert(0, os.path.join(TOP, "tests", "lib"))
 # pylint: disable=wrong-import-position
 from peers import peers  # noqa: E402
+from hostkvm import dirty_logging  # noqa: E402
 from vmemguest import GiB, MiB, QEMUMachine, VMemGuest  # noqa: E402
 
 # The inner guest keeps the memmap of what it plugs (1.6 %) in boot memory
@@ -120,20 +121,6 @@ def static_run(run, peer, out):
         g.stop()
 
 
-def dirty_bitmap_kmem(g, cg):
-    """Extra kernel memory while calc-dirty-rate logs dirty pages."""
-    before = cg.kmem()
-    g.qmp("calc-dirty-rate", **{"calc-time": 2, "mode": "dirty-bitmap"})
-    peak = before
-    deadline = time.monotonic() + 60
-    while g.qmp("query-dirty-rate")["status"] != "measured":
-        peak = max(peak, cg.kmem())
-        if time.monotonic() > deadline:
-            raise RuntimeError("calc-dirty-rate did not finish")
-        time.sleep(0.05)
-    return peak - before
-
-
 def guest_run(run, peer, out):
     cg = Cgroup()
     with peer:
@@ -153,7 +140,7 @@ def guest_run(run, peer, out):
                    "vmalloc": kvm_vmalloc(),
                    "memslots": mapped_memslots(peer, g)}
             if step == run["steps"][-1] and run.get("dirty"):
-                rec["dirty_bitmap"] = dirty_bitmap_kmem(g, cg)
+                rec["dirty_bitmap"] = dirty_logging(g.qmp, cg.kmem, 2)
             out(rec)
     finally:
         g.stop()

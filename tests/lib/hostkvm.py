@@ -18,9 +18,9 @@ callers compare runs that differ only in the memslots.
 
 A guest cannot run under every host KVM (kvm_pvm emulates privileged
 instructions too slowly for an unmodified Linux), but the memslots of a
-paused VM are what we measure: kvm_destination() starts a paused KVM QEMU
-with -incoming and migrate_to() moves a TCG guest's state into it, plug
-state included; the destination then maps what the guest has plugged.
+paused VM are what we measure: a paused KVM QEMU started with
+destination_args() waits for a migration, and migrate_to() moves a TCG
+guest's state into it, plug state included; the destination then maps what the guest has plugged.
 """
 
 import errno
@@ -193,20 +193,26 @@ def replace_arg(args, option, value):
     return out
 
 
-def kvm_destination(machine_cls, qemu, src_args, workdir, name, cg,
-                    extra=()):
-    """A paused KVM QEMU (launched) waiting for src_args' migration.
-
-    The same command line as the TCG source but -accel kvm, no serial log
-    of its own and the given extra options (e.g. another device setting).
-    """
-    args = replace_arg(replace_arg(src_args, "-accel", "kvm"),
+def destination_args(src_args, accel="kvm"):
+    """The source's command line for a paused destination under accel,
+    waiting for "migrate-incoming", without a serial log of its own."""
+    args = replace_arg(replace_arg(src_args, "-accel", accel),
                        "-serial", "null")
-    args += ["-S", "-incoming", "defer", *extra]
-    dst = machine_cls(qemu, args=args, name=name, wrapper=cg.wrapper,
-                      base_temp_dir=workdir, sock_dir=workdir)
-    dst.launch()
-    return dst
+    return args + ["-S", "-incoming", "defer"]
+
+
+def dirty_logging(qmp, kmem, calc_time=1):
+    """Kernel memory (kmem()) that calc-dirty-rate's dirty logging adds at
+    its peak; qmp(cmd, **args) returns a command's "return"."""
+    before = peak = kmem()
+    qmp("calc-dirty-rate", **{"calc-time": calc_time, "mode": "dirty-bitmap"})
+    deadline = time.monotonic() + 60
+    while qmp("query-dirty-rate")["status"] != "measured":
+        peak = max(peak, kmem())
+        if time.monotonic() > deadline:
+            raise RuntimeError("calc-dirty-rate did not finish")
+        time.sleep(0.02)
+    return peak - before
 
 
 def migrate_to(src_qmp, dst, uri, timeout=120):
@@ -246,7 +252,10 @@ def _migrate_into(src, workdir, name, setting):
     args = [a.replace("dynamic-memslots=on", f"dynamic-memslots={setting}")
             for a in src.vm.args]
     cg = Cgroup()
-    dst = kvm_destination(QEMUMachine, QEMU, args, workdir, name, cg)
+    dst = QEMUMachine(QEMU, args=destination_args(args), name=name,
+                      wrapper=cg.wrapper, base_temp_dir=workdir,
+                      sock_dir=workdir)
+    dst.launch()
     try:
         before = cg.kmem()
         migrate_to(src.qmp, dst, f"unix:{workdir}/{name}.sock")
