@@ -69,14 +69,6 @@ def human(n):
     return f"{n / 1024:.0f} KiB"
 
 
-def cgroup_limit():
-    """Half of the memory available now: what one QEMU may charge."""
-    with open("/proc/meminfo", encoding="ascii") as f:
-        avail = next(int(line.split()[1]) * 1024 for line in f
-                     if line.startswith("MemAvailable:"))
-    return avail // 2
-
-
 def machine_args(size, accel):
     return ["-machine", MACHINE, "-accel", accel, "-nodefaults",
             "-cpu", cpu(), "-smp", "1",
@@ -116,51 +108,51 @@ def start_run(peer, size, limit):
     """The device's metadata with nothing plugged, paused, and start-up."""
     rec = {"kind": "start", "peer": peer.name, "size": size}
     for with_device in (False, True):
-        cg = hostkvm.Cgroup(limit=limit)
         args = ["-S"] + machine_args(size, "kvm") + \
             (device_args(peer, size) if with_device else [])
-        try:
-            vm, took = launch(peer, args, cg)
-        except Exception as e:  # pylint: disable=broad-except
-            # the QEMU could not get its memslots: why, in its own words
-            log = getattr(e, "output", "") or str(e)
-            rec["failed"] = (" ".join(log.split())[-300:] +
-                             (" (the cgroup's OOM killer struck)"
-                              if cg.oom_killed() else ""))
-            rec["limit"] = limit
-            cg.remove()
-            return rec
-        try:
-            kmem = cg.kmem()
-            if with_device:
-                rec["took"] = took
-                rec["metadata"] = kmem - rec.pop("base")
-                if peer.dynamic is not True:
-                    rec["dirty"] = dirty_logging(vm, cg)
-            else:
-                rec["base"] = kmem
-        finally:
-            vm.shutdown()
-            cg.remove()
+        with hostkvm.cgroup(limit) as cg:
+            try:
+                vm, took = launch(peer, args, cg)
+            except Exception as e:  # pylint: disable=broad-except
+                # the QEMU could not get its memslots: why, in its own words
+                log = getattr(e, "output", "") or str(e)
+                rec["failed"] = (" ".join(log.split())[-300:] +
+                                 (" (the cgroup's OOM killer struck)"
+                                  if cg.oom_killed() else ""))
+                rec["limit"] = limit
+                return rec
+            try:
+                kmem = cg.kmem()
+                if with_device:
+                    rec["took"] = took
+                    rec["metadata"] = kmem - rec.pop("base")
+                    if peer.dynamic is not True:
+                        rec["dirty"] = dirty_logging(vm, cg)
+                else:
+                    rec["base"] = kmem
+            finally:
+                vm.shutdown()
     return rec
 
 
 def destination(peer, src, accel, name):
     """(growth of kernel memory, mapped memslots, dirty) of a paused
     destination of peer that src migrates into."""
-    cg = hostkvm.Cgroup()
-    vm, _ = launch(peer, hostkvm.destination_args(src.vm.args, accel), cg)
     try:
-        before = cg.kmem()
-        hostkvm.migrate_to(src.qmp, vm, f"unix:{WORK}/{name}.sock")
-        growth = cg.kmem() - before
-        tree = vm.qmp("human-monitor-command",
-                      **{"command-line": "info mtree"})["return"]
-        dirty = dirty_logging(vm, cg) if accel == "kvm" else None
-        return growth, len(mapped_memslots(tree)), dirty
+        with hostkvm.cgroup(hostkvm.available_limit()) as cg:
+            vm, _ = launch(peer, hostkvm.destination_args(src.vm.args, accel),
+                           cg)
+            try:
+                before = cg.kmem()
+                hostkvm.migrate_to(src.qmp, vm, f"unix:{WORK}/{name}.sock")
+                growth = cg.kmem() - before
+                tree = vm.qmp("human-monitor-command",
+                              **{"command-line": "info mtree"})["return"]
+                dirty = dirty_logging(vm, cg) if accel == "kvm" else None
+                return growth, len(mapped_memslots(tree)), dirty
+            finally:
+                vm.shutdown()
     finally:
-        vm.shutdown()
-        cg.remove()
         src.qmp("cont")
 
 
@@ -294,7 +286,7 @@ def main():
         recs.append(dict(rec, kvm=kvm.flavour()))
         print(f"host_kvm: {json.dumps(rec, sort_keys=True)}",
               file=sys.stderr, flush=True)
-    limit = cgroup_limit()
+    limit = hostkvm.available_limit()
     for size in SIZES:
         for peer in all_peers:
             out(start_run(peer, size, limit))

@@ -44,9 +44,10 @@ SHADOW_PER_GIB = TDP_PER_GIB + 2 * MiB + 4 * KiB + 8
 
 
 def mem(size):
-    if size >= GiB:
+    """size in bytes for a table; a measured difference may be negative."""
+    if abs(size) >= GiB:
         return f"{size / GiB:.2f} GiB"
-    if size >= MiB:
+    if abs(size) >= MiB:
         return f"{size / MiB:.1f} MiB"
     return f"{size / KiB:.0f} KiB" if size else "0"
 
@@ -96,7 +97,7 @@ def run_mode(workdir, setting, kvm):
             if kvm.ok:
                 on, off, _ = hostkvm.kvm_cost(g, workdir,
                                               f"{setting}-{target}")
-                measured = (mem(max(on, 0)), mem(off))
+                measured = (mem(on), mem(off))
             print(f"{size_str(target) if target else '0':>10} "
                   f"{mem(g.plugged()):>10} {mem(g.guest_report()[0]):>10} "
                   f"{took:5.1f}s {len(mapped):>4}/{info['memslots']:<4} "

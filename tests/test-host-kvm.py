@@ -43,6 +43,9 @@ STOCK = "/usr/bin/qemu-system-x86_64"
 DEVICE = 1 * TiB
 BASE_RAM = 1 * GiB
 STEPS = [0, 1 * GiB, 4 * GiB, 16 * GiB]
+# the device's cost under KVM below which a cost check, whose tolerance is
+# 1 MiB, could not fail (TDP MMU hosts: ~2 MiB per TiB)
+RESOLVABLE = 16 * MiB
 CASES = ["static: ours off pays what stock 7.2 pays",
          "static: ours on pays nothing with nothing plugged"] + \
     [f"{size_str(p)} plugged: {what}" for p in STEPS for what in
@@ -64,7 +67,8 @@ def cpu():
 
 def paused(qemu, workdir, device, accel="kvm", cg=None, extra=(),
            maxmem=BASE_RAM + DEVICE):
-    """A paused QEMU with the 1 TiB device (or none), launched."""
+    """A paused QEMU with the 1 TiB device (or none): a context manager
+    that launches it and shuts it down."""
     args = ["-S", "-machine", "q35", "-accel", accel, "-nodefaults",
             "-cpu", cpu(), "-smp", "1",
             "-m", f"{BASE_RAM // MiB}M,slots=4,maxmem={maxmem // MiB}M",
@@ -75,22 +79,18 @@ def paused(qemu, workdir, device, accel="kvm", cg=None, extra=(),
                  "-device", "virtio-mem-pci,id=vm0,memdev=vmem0,"
                             "requested-size=0,unplugged-inaccessible=on" +
                             device]
-    vm = QEMUMachine(qemu, args=args, wrapper=cg.wrapper if cg else (),
-                     base_temp_dir=workdir, sock_dir=workdir)
-    vm.launch()
-    return vm
+    return hostkvm.launched(QEMUMachine(qemu, args=args,
+                                        wrapper=cg.wrapper if cg else (),
+                                        base_temp_dir=workdir,
+                                        sock_dir=workdir))
 
 
 def static_kmem(qemu, workdir, device):
     """Kernel memory of a paused KVM QEMU, in a cgroup of its own."""
-    cg = hostkvm.Cgroup()
-    vm = paused(qemu, workdir, device, cg=cg)
-    try:
+    with hostkvm.cgroup(hostkvm.available_limit()) as cg, \
+            paused(qemu, workdir, device, cg=cg) as vm:
         vm.qmp("query-status")
         return cg.kmem()
-    finally:
-        vm.shutdown()
-        cg.remove()
 
 
 def static_cases(res, workdir):
@@ -101,13 +101,32 @@ def static_cases(res, workdir):
     on = static_kmem(QEMU, workdir, ",dynamic-memslots=on") - base
     print(f"    stock 7.2 {mib(stock)}, ours off {mib(off)}, ours on "
           f"{mib(on)} for the {size_str(DEVICE)} device")
+    if stock < RESOLVABLE:
+        why = unresolvable(stock)
+        res.skip(CASES[0], why)
+        res.skip(CASES[1], why)
+        return None, why
     res.check(abs(off - stock) <= MiB + stock // 100, CASES[0],
               f"stock {stock}, ours off {off}")
     res.check(abs(on) <= MiB, CASES[1], f"ours on {on} bytes")
-    return stock / DEVICE
+    print(f"    per GiB of memslot on this host: {stock / DEVICE * GiB:.0f} "
+          "bytes (stock 7.2's device cost / size)")
+    return stock / DEVICE, None
 
 
-def plugged_cases(res, workdir, per_byte):
+def unresolvable(stock):
+    """Why cost checks cannot fail here: with the TDP MMU, KVM allocates
+    rmap and gfn_track only once shadow paging is needed, and what is left
+    (lpage_info) is below the 1 MiB the cgroup readings wander by."""
+    return (f"KVM here charges {mib(stock)} for the whole "
+            f"{size_str(DEVICE)} device (stock 7.2), under the "
+            f"{mib(RESOLVABLE)} a cost check needs to tell on from off "
+            f"(the cgroup reading wanders by 1 MiB); the memslot checks run")
+
+
+def plugged_cases(res, workdir, per_byte, why):
+    """per_byte: KVM's cost per byte of memslot, None (why) when cost
+    checks cannot fail here."""
     src = VMemGuest(workdir, DEVICE, True, name="src", base_ram=BASE_RAM,
                     extra_args=["-cpu", cpu()])
     src.start()
@@ -123,7 +142,7 @@ def plugged_cases(res, workdir, per_byte):
                                            memslot)
             cost_on, cost_off, dst_slots = hostkvm.kvm_cost(src, workdir,
                                                             f"step{n}")
-            expected_on = len(dst_slots) * memslot * per_byte
+            expected_on = len(dst_slots) * memslot * (per_byte or 0)
             print(f"    {size_str(step)}: {len(dst_slots)} memslots of "
                   f"{size_str(memslot)} mapped; on {mib(cost_on)} "
                   f"(expected {mib(expected_on)}), off {mib(cost_off)}")
@@ -133,6 +152,10 @@ def plugged_cases(res, workdir, per_byte):
                       f"destination {sorted(dst_slots)}, source "
                       f"{sorted(src_slots)}, guest's blocks in "
                       f"{sorted(guest_slots)}")
+            if per_byte is None:
+                res.skip(f"{name}: on pays its memslots", why)
+                res.skip(f"{name}: off pays the whole device", why)
+                continue
             res.check(abs(cost_on - expected_on) <= MiB + expected_on / 20,
                       f"{name}: on pays its memslots",
                       f"on {cost_on} bytes, expected {expected_on:.0f}")
@@ -154,15 +177,13 @@ def decision(accel, workdir):
              "-device", "virtio-mem-pci,id=vm1,memdev=vmem1,requested-size=4G,"
                         "unplugged-inaccessible=off,dynamic-memslots=on",
              "-device", "pc-dimm,id=dimm1,memdev=d1"]
-    vm = paused(QEMU, workdir, ",dynamic-memslots=on", accel=accel,
-                extra=extra, maxmem=BASE_RAM + 2 * GiB + DEVICE + 64 * GiB)
-    try:
+    with paused(QEMU, workdir, ",dynamic-memslots=on", accel=accel,
+                extra=extra,
+                maxmem=BASE_RAM + 2 * GiB + DEVICE + 64 * GiB) as vm:
         devs = vm.qmp("query-memory-devices")["return"]
         tree = vm.qmp("human-monitor-command",
                       **{"command-line": "info mtree"})["return"]
         return devs, sorted(mapped_memslots(tree).items())
-    finally:
-        vm.shutdown()
 
 
 def decision_case(res, workdir):
@@ -184,10 +205,7 @@ def main():
         raise SystemExit(f"{STOCK} is missing: scripts/deps.sh installs "
                          "qemu-system-x86")
     workdir = tempfile.mkdtemp(prefix="vmem-kvm-")
-    per_byte = static_cases(res, workdir)
-    print(f"    per GiB of memslot on this host: "
-          f"{per_byte * GiB:.0f} bytes (stock 7.2's device cost / size)")
-    plugged_cases(res, workdir, per_byte)
+    plugged_cases(res, workdir, *static_cases(res, workdir))
     decision_case(res, workdir)
     return res.finish()
 

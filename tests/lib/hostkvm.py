@@ -23,6 +23,7 @@ destination_args() waits for a migration, and migrate_to() moves a TCG
 guest's state into it, plug state included; the destination then maps what the guest has plugged.
 """
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -55,12 +56,25 @@ def cpu_vendor():
 
 
 def cgroup_version():
-    """1 or 2 for the memory controller's hierarchy, None without one."""
+    """1 or 2 for the memory controller's hierarchy, None without one.
+
+    On v2 the controller must also be enabled for the root's children
+    (cgroup.subtree_control), or a cgroup of ours would have no
+    memory.stat to read.
+    """
     if os.path.exists(f"{CGROUP}/memory/memory.kmem.usage_in_bytes"):
         return 1
-    if "memory" in (_read(f"{CGROUP}/cgroup.controllers") or "").split():
+    if "memory" in (_read(f"{CGROUP}/cgroup.subtree_control") or "").split():
         return 2
     return None
+
+
+def available_limit():
+    """Half of the memory available now: what one QEMU may charge."""
+    with open("/proc/meminfo", encoding="ascii") as f:
+        avail = next(int(line.split()[1]) * 1024 for line in f
+                     if line.startswith("MemAvailable:"))
+    return avail // 2
 
 
 class KVMInfo:
@@ -85,8 +99,9 @@ class KVMInfo:
 
     def flavour(self):
         """One phrase for tables: backend, MMU, SMM, kernel."""
-        return (f"{self.backend or 'kvm'}, {self.mmu()} "
-                f"(kvm.tdp_mmu={'Y' if self.tdp_mmu else 'N'}), "
+        tdp = {True: "kvm.tdp_mmu=Y", False: "kvm.tdp_mmu=N",
+               None: "kvm.tdp_mmu absent"}[self.tdp_mmu]
+        return (f"{self.backend or 'kvm'}, {self.mmu()} ({tdp}), "
                 f"SMM {'yes' if self.smm else 'no'}, host kernel {self.kernel}")
 
     def describe(self):
@@ -123,7 +138,8 @@ def probe():
     if os.geteuid() != 0:
         info.reason = "not root: no memory cgroup of our own"
     elif info.cgroup is None:
-        info.reason = "no memory cgroup controller"
+        info.reason = ("no memory cgroup controller (v1 memory.kmem, or v2 "
+                       "with memory in the root's cgroup.subtree_control)")
     else:
         info.ok = True
     return info
@@ -148,8 +164,12 @@ class Cgroup:
         if limit:
             knob = "memory.limit_in_bytes" if self.version == 1 \
                 else "memory.max"
-            with open(f"{self.path}/{knob}", "w", encoding="ascii") as f:
-                f.write(str(limit))
+            try:
+                with open(f"{self.path}/{knob}", "w", encoding="ascii") as f:
+                    f.write(str(limit))
+            except OSError:
+                os.rmdir(self.path)
+                raise
         self.wrapper = ["/bin/sh", "-c",
                         f'echo $$ > {self.path}/cgroup.procs && exec "$@"',
                         "qemu-in-cgroup"]
@@ -160,7 +180,12 @@ class Cgroup:
             return int(_read(f"{self.path}/memory.kmem.usage_in_bytes"))
         stat = dict(line.split() for line in
                     _read(f"{self.path}/memory.stat").splitlines())
-        return int(stat["kernel"])
+        if "kernel" in stat:
+            return int(stat["kernel"])
+        # before Linux 5.18 memory.stat has no "kernel": what is neither
+        # anonymous nor page cache is the kernel's
+        current = int(_read(f"{self.path}/memory.current"))
+        return current - int(stat["anon"]) - int(stat["file"])
 
     def oom_killed(self):
         """Whether the cgroup's OOM killer struck (its limit was hit)."""
@@ -182,6 +207,30 @@ class Cgroup:
                 if e.errno != errno.EBUSY or time.monotonic() > deadline:
                     raise
             time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def cgroup(limit=None):
+    """A Cgroup(limit) that is removed when the block is left."""
+    cg = Cgroup(limit)
+    try:
+        yield cg
+    finally:
+        cg.remove()
+
+
+@contextlib.contextmanager
+def launched(vm):
+    """vm (a QEMUMachine) launched, and shut down when the block is left.
+
+    Use it inside the cgroup() block of vm's cgroup, so that the process
+    has left the cgroup before it is removed.
+    """
+    vm.launch()
+    try:
+        yield vm
+    finally:
+        vm.shutdown()
 
 
 def replace_arg(args, option, value):
@@ -243,7 +292,6 @@ def migrate_to(src_qmp, dst, uri, timeout=120):
         time.sleep(0.05)
 
 
-
 def _migrate_into(src, workdir, name, setting):
     """(kernel memory before, after, mapped memslots) of a paused KVM
     destination with dynamic-memslots=setting that src migrates into."""
@@ -251,21 +299,22 @@ def _migrate_into(src, workdir, name, setting):
     from vmemguest import QEMU, QEMUMachine, mapped_memslots
     args = [a.replace("dynamic-memslots=on", f"dynamic-memslots={setting}")
             for a in src.vm.args]
-    cg = Cgroup()
-    dst = QEMUMachine(QEMU, args=destination_args(args), name=name,
-                      wrapper=cg.wrapper, base_temp_dir=workdir,
-                      sock_dir=workdir)
-    dst.launch()
     try:
-        before = cg.kmem()
-        migrate_to(src.qmp, dst, f"unix:{workdir}/{name}.sock")
-        after = cg.kmem()
-        tree = dst.qmp("human-monitor-command",
-                       **{"command-line": "info mtree"})["return"]
-        return before, after, mapped_memslots(tree)
+        # "off" pays KVM for the whole device: in a cgroup with a limit,
+        # a device bigger than the host fails alone, not the host
+        with cgroup(available_limit()) as cg, \
+                launched(QEMUMachine(QEMU, args=destination_args(args),
+                                     name=name, wrapper=cg.wrapper,
+                                     base_temp_dir=workdir,
+                                     sock_dir=workdir)) as dst:
+            before = cg.kmem()
+            migrate_to(src.qmp, dst, f"unix:{workdir}/{name}.sock")
+            after = cg.kmem()
+            tree = dst.qmp("human-monitor-command",
+                           **{"command-line": "info mtree"})["return"]
+            return before, after, mapped_memslots(tree)
     finally:
-        dst.shutdown()
-        cg.remove()
+        # the source stopped for the migration (or before it failed)
         src.qmp("cont")
 
 
