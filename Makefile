@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 S := scripts
 
 .PHONY: all deps base apply export qemu demo check check-series check-bisect \
-        check-asan check-fresh fuzz bench install clean help
+        check-asan check-fresh fuzz bench deb install clean help
 
 all: qemu
 
@@ -21,6 +21,8 @@ help:
 	@echo "                   CHECK_FRESH_ENV='CHECK_ASAN=0' passes variables in)"
 	@echo "make fuzz SECONDS=N  the virtio-mem fuzz target (libFuzzer), default 60 s"
 	@echo "make bench         benchmarks against stock 7.2 and upstream 10.0"
+	@echo "make deb          Debian's qemu 7.2 package plus the series (x86 profile)"
+	@echo "                   into build/deb/*.deb (~N min on 2 cores, see README)"
 	@echo "make install PREFIX=... [DESTDIR=...]"
 
 deps:
@@ -63,6 +65,9 @@ check-fresh: deps
 SECONDS ?= 60
 fuzz: apply
 	$(S)/fuzz.sh $(SECONDS)
+
+deb: deps
+	$(S)/deb.sh
 
 install: qemu
 	$(S)/install.sh "$(PREFIX)" "$(DESTDIR)"

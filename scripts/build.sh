@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Configure (once) and build qemu-system-x86_64 from the work tree in
-# build/qemu-build, out of tree so that re-applying the series keeps it.
+# Configure (once) and build qemu-system-x86_64 and its modules from the
+# work tree in build/qemu-build, out of tree so that re-applying the series
+# keeps it.
 #
 # Usage: build.sh [extra ninja targets...]
 #
+# The configuration (QEMU_CONFIG):
+# - debian (the default): the binary we test is the binary make deb ships.
+#   Debian's configure options for its amd64 package, as the tree's
+#   debian/rules expands them (scripts/debian-configure-opts.sh: seccomp,
+#   NUMA, spice, usb-redir, io_uring, modules...), with Debian's build
+#   dependencies (scripts/build-deps.sh), for the x86_64-softmmu target
+#   alone (the package also has i386-softmmu), and a version string of ours;
+# - minimal: QEMU's defaults (the sanitizer and fuzzing build).
 # QEMU_BUILD_DIR, QEMU_CC/QEMU_CXX (default cc/c++) and QEMU_CONFIGURE_EXTRA
 # select another build of the same work tree (check-asan.sh uses them).
 set -euo pipefail
@@ -22,7 +31,30 @@ if command -v ccache >/dev/null; then
     qcc="ccache $qcc" qcxx="ccache $qcxx"
 fi
 cfg_extra=(--cc="$qcc" --cxx="$qcxx" "${cfg_extra[@]}")
-cfg_id="x86_64-softmmu ${cfg_extra[*]}"
+. "$top/scripts/base.conf"
+config=${QEMU_CONFIG:-debian}
+case $config in
+debian)
+    "$top/scripts/build-deps.sh" "$wt"
+    cfg_base=()
+    while IFS= read -r opt; do
+        case $opt in
+        # ours says what it is; user mode is not built here
+        --with-pkgversion=*|--enable-linux-user) ;;
+        *) cfg_base+=("$opt") ;;
+        esac
+    done < <("$top/scripts/debian-configure-opts.sh" "$wt")
+    cfg_base+=("--with-pkgversion=Debian $BASE_VERSION with virtio-mem dynamic memslots")
+    ;;
+minimal)
+    cfg_base=(--disable-docs --disable-install-blobs)
+    ;;
+*)
+    echo "build: QEMU_CONFIG=$config: debian or minimal" >&2
+    exit 2
+    ;;
+esac
+cfg_id="$config x86_64-softmmu ${cfg_base[*]} ${cfg_extra[*]}"
 
 export CCACHE_DIR="${CCACHE_DIR:-$top/build/ccache}"
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
@@ -34,21 +66,27 @@ export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$top/build}"
 mkdir -p "$bd"
 if [ ! -f "$bd/build.ninja" ] || [ "$(cat "$bd/.configured" 2>/dev/null)" != "$cfg_id" ]; then
     (cd "$bd" && "$wt/configure" --target-list=x86_64-softmmu \
-        --meson=/usr/bin/meson --disable-docs --disable-install-blobs \
+        --meson=/usr/bin/meson "${cfg_base[@]}" \
         "${cfg_extra[@]}" >configure.log 2>&1) ||
         { tail -30 "$bd/configure.log" >&2; exit 1; }
     echo "$cfg_id" > "$bd/.configured"
 fi
 
 # Firmware for qtests and guests, linked where an uninstalled QEMU looks
-# for its data files: Debian's seabios and ipxe-qemu, and the option ROMs
-# (linuxboot_dma.bin for -kernel, kvmvapic.bin) that Debian builds from
-# the same 7.2 source into qemu-system-data.
-fw="$bd/qemu-bundle/usr/local/share/qemu"
+# for its data files (the data directory in the build's qemu-bundle):
+# Debian's seabios and ipxe-qemu, and the option ROMs (linuxboot_dma.bin
+# for -kernel, kvmvapic.bin) that Debian builds from the same 7.2 source
+# into qemu-system-data.
+datadir=$(sed -n 's/^#define CONFIG_QEMU_DATADIR "\(.*\)"$/\1/p' "$bd/config-host.h")
+fw="$bd/qemu-bundle$datadir"
 mkdir -p "$fw"
 for f in /usr/share/qemu/*.bin /usr/share/seabios/*.bin /usr/lib/ipxe/qemu/*.rom; do
     [ -e "$f" ] && ln -sf "$f" "$fw/"
 done
 
+# With modules (Debian's configuration), TCG, the qtest accelerator and
+# some devices live in modules, which the binary does not depend on
+mapfile -t modules < <(ninja -C "$bd" -t targets all |
+    sed -n 's/^\([a-z0-9_-]*\.so\): .*/\1/p' | sort -u)
 jobs=$(nproc)
-ninja -C "$bd" -j"$jobs" qemu-system-x86_64 "$@"
+ninja -C "$bd" -j"$jobs" qemu-system-x86_64 ${modules[@]+"${modules[@]}"} "$@"

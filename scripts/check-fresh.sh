@@ -26,6 +26,9 @@
 #   --run COMMAND  run this shell command in the clone instead of the two
 #                  (e.g. --run 'make deps && scripts/guest.sh')
 #   --rebootstrap  run debootstrap again instead of using the kept base
+#   --copy PATH    copy PATH (relative to the repository, e.g. build/deb)
+#                  to the same place in the clone; may be repeated. For
+#                  tests of what the host built (scripts/check-deb-install.sh)
 # Environment:
 #   CHECK_FRESH_ENV   NAME=VALUE words added to the environment of the two
 #                     commands in the chroot, e.g. CHECK_FRESH_ENV="CHECK_ASAN=0";
@@ -42,11 +45,14 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 need debootstrap debootstrap git git tar tar chroot coreutils \
      mount mount umount mount
 
-setup_only=0 rebootstrap=0 run_cmd=
+setup_only=0 rebootstrap=0 run_cmd= copies=()
 while [ $# -gt 0 ]; do
     case $1 in
     --setup-only) setup_only=1 ;;
     --rebootstrap) rebootstrap=1 ;;
+    --copy) [ $# -ge 2 ] && [ -e "$top/$2" ] ||
+                { echo "check-fresh: --copy needs a path under $top" >&2; exit 2; }
+            copies+=("$2"); shift ;;
     --run) [ $# -ge 2 ] || { echo "check-fresh: --run needs a command" >&2; exit 2; }
            run_cmd=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
@@ -243,6 +249,10 @@ else
     result FAIL "setup: make and git in the chroot, clone of $commit (log: $logs/setup.log)"
     finish
 fi
+for c in ${copies[@]+"${copies[@]}"}; do
+    mkdir -p "$root/root/main/$(dirname "$c")"
+    cp -aL "$top/$c" "$root/root/main/$c"
+done
 [ $setup_only = 0 ] || finish
 
 # --- the README's two commands ----------------------------------------------

@@ -36,6 +36,9 @@ PKGS=(
     qemu-system-x86
     # make check-fresh: a pristine Debian 12 chroot
     debootstrap
+    # make deb: dch (Debian's build dependencies of qemu come from
+    # scripts/build-deps.sh, apt-get build-dep)
+    devscripts libdistro-info-perl
 )
 
 missing=()

@@ -19,12 +19,20 @@ the property with <qemu:override>), see scripts/libvirt.sh:
   as in QEMU 7.2: legacy mode), and the memslots holding the guest's
   memory plus those overlapping the usable region (the largest requested
   size so far plus 256 MiB) are mapped;
+- vmem-dynamic.xml binds the guest's memory to host node 0
+  (<numatune>): the device's backend has policy "bind" on host node 0;
 - destroy and undefine; the daemon stops, nothing is left.
+
+VMEM_LIBVIRT_INSTALLED=1 (tests/deb/install-test.sh, on a system where
+make deb's packages are installed): libvirt 11.3 alone, on its default
+emulator (the XML's <emulator> is dropped), which must be our
+/usr/bin/qemu-system-x86_64.
 Skips (exit 77) when the libvirt packages cannot be installed.
 """
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,6 +52,8 @@ OLD = os.path.join(BUILD, "libvirt-9.0", "root")
 XML_DIR = os.path.join(TOP, "tests", "libvirt")
 ALIAS = "ua-vmem0"
 TIMEOUT = 90
+INSTALLED = os.environ.get("VMEM_LIBVIRT_INSTALLED") == "1"
+DEFAULT_EMULATOR = "/usr/bin/qemu-system-x86_64"
 
 
 class Libvirt:
@@ -126,10 +136,13 @@ class Libvirt:
 
 
 def stage(workdir):
-    """Our QEMU, installed as a user would (scripts/install.sh), and the
-    test guest, where the daemon's user can read them."""
-    subprocess.run([os.path.join(TOP, "scripts", "install.sh"),
-                    f"{workdir}/qemu"], check=True, stdout=subprocess.DEVNULL)
+    """Our QEMU, installed as a user would (scripts/install.sh; not when
+    INSTALLED: the system's is ours), and the test guest, where the
+    daemon's user can read them."""
+    if not INSTALLED:
+        subprocess.run([os.path.join(TOP, "scripts", "install.sh"),
+                        f"{workdir}/qemu"], check=True,
+                       stdout=subprocess.DEVNULL)
     os.makedirs(f"{workdir}/guest")
     for f in (KERNEL, INITRD):
         shutil.copy(f, f"{workdir}/guest/")
@@ -139,8 +152,12 @@ def domain_xml(name, workdir):
     """The example XML with the paths staged in workdir."""
     with open(os.path.join(XML_DIR, f"{name}.xml"), encoding="utf-8") as f:
         xml = f.read()
-    xml = xml.replace("/usr/local/bin/qemu-system-x86_64",
-                      f"{workdir}/qemu/bin/qemu-system-x86_64")
+    if INSTALLED:
+        # libvirt's default emulator for the domain type and architecture
+        xml = re.sub(r"\n *<emulator>[^<]*</emulator>", "", xml)
+    else:
+        xml = xml.replace("/usr/local/bin/qemu-system-x86_64",
+                          f"{workdir}/qemu/bin/qemu-system-x86_64")
     xml = xml.replace("/var/lib/vmem-guest/vmlinuz",
                       f"{workdir}/guest/{os.path.basename(KERNEL)}")
     xml = xml.replace("/var/lib/vmem-guest/initrd.img",
@@ -203,6 +220,22 @@ def exercise(res, lv, xml_name, workdir):
         res.check(lv.qmp(name, "qom-get", path=ALIAS,
                          property="dynamic-memslots") is True,
                   f"libvirt {v}: QEMU got dynamic-memslots=on from {xml_name}.xml")
+        emulator = re.search(r"<emulator>([^<]*)</emulator>",
+                             lv.virsh("dumpxml", name)).group(1)
+        if INSTALLED:
+            res.check(emulator == DEFAULT_EMULATOR,
+                      f"libvirt {v}: the default emulator runs it "
+                      f"({emulator})", f"emulator {emulator}")
+        if "<numatune>" in open(os.path.join(XML_DIR, f"{xml_name}.xml"),
+                                encoding="utf-8").read():
+            backend = f"/objects/mem{ALIAS}"
+            policy = (lv.qmp(name, "qom-get", path=backend,
+                             property="policy"),
+                      lv.qmp(name, "qom-get", path=backend,
+                             property="host-nodes"))
+            res.check(policy == ("bind", [0]),
+                      f"libvirt {v}: <numatune> binds the device's memory to "
+                      "host node 0", f"policy, host-nodes: {policy}")
         dom.wait(lambda: dom.guest_report() is not None, "the guest to boot")
         base = dom.guest_report()[0]
         info = [d["data"] for d in lv.qmp(name, "query-memory-devices")][0]
@@ -249,8 +282,10 @@ def main():
         print(f"libvirt cannot be installed here: {setup.stderr.strip()}")
         return 77
     print(setup.stdout.strip())
-    for version, xml_name in (("11.3", "vmem-dynamic"),
-                              ("9.0", "vmem-override")):
+    versions = [("11.3", "vmem-dynamic")]
+    if not INSTALLED:
+        versions.append(("9.0", "vmem-override"))
+    for version, xml_name in versions:
         workdir = tempfile.mkdtemp(prefix=f"vmem-libvirt-{version}-")
         os.chmod(workdir, 0o755)
         lv = Libvirt(version, workdir)

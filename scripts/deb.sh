@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# make deb: Debian's qemu source package of the pinned version plus the
+# series, built with Debian's own debian/rules into build/deb/*.deb.
+#
+# - the source: build/download's .dsc unpacked afresh (Debian's patches
+#   applied) into build/deb/src/qemu-<upstream version>;
+# - packaging/x86-only-profile.patch: our build profile pkg.qemu.x86-only
+#   (qemu-system-x86 and the packages that go with it; see the patch);
+# - the series: patches/0001-... into debian/patches/memslots/, appended
+#   to debian/patches/series; dpkg-source applies them before the build;
+# - a changelog entry with a local version (dch --local +memslots):
+#   1:7.2+dfsg-7+deb12u18+memslots1, above the Debian version it is built
+#   from, so apt takes it over Debian's and users pin or hold it;
+# - build dependencies: scripts/build-deps.sh (apt-get build-dep);
+# - dpkg-buildpackage -B -us -uc -P pkg.qemu.x86-only, DEB_BUILD_OPTIONS
+#   "parallel=<cores> nocheck" (QEMU's own suite runs in make check), with
+#   ccache (build/ccache) in front of the compilers.
+#
+# The .debs, .buildinfo and .changes land in build/deb/; build/deb/
+# build-time says how long the build took.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/need.sh"
+need dpkg-buildpackage dpkg-dev dpkg-source dpkg-dev dch devscripts \
+     ccache ccache
+. "$top/scripts/base.conf"
+. "$top/scripts/deb.conf"
+"$top/scripts/fetch-base.sh"
+
+out="$top/build/deb"
+upstream=${BASE_VERSION#*:}
+upstream=${upstream%-*}
+src="$out/src/$BASE_PKG-$upstream"
+rm -rf "$out"
+mkdir -p "$out/src"
+dpkg-source --no-check -q -x "$top/build/download/$BASE_DSC" "$src" >/dev/null
+
+patch -s -d "$src" -p1 < "$top/packaging/x86-only-profile.patch"
+mkdir -p "$src/debian/patches/memslots"
+for p in "$top"/patches/[0-9][0-9][0-9][0-9]-*.patch; do
+    case ${p##*/} in 0000-*) continue ;; esac
+    cp "$p" "$src/debian/patches/memslots/"
+    echo "memslots/${p##*/}" >> "$src/debian/patches/series"
+done
+
+# The changelog entry, by dch, with the project's identity
+(cd "$src" &&
+ DEBFULLNAME="$DEB_MAINTAINER_NAME" DEBEMAIL="$DEB_MAINTAINER_EMAIL" \
+     dch --local "$DEB_LOCAL_SUFFIX" --distribution "$DEB_DISTRIBUTION" \
+         --force-distribution \
+         "virtio-mem dynamic memslots (dynamic-memslots=on), built with the
+pkg.qemu.x86-only profile; see the project's README.")
+version=$(dpkg-parsechangelog -l "$src/debian/changelog" -S Version)
+if [ "$version" != "$DEB_VERSION" ]; then
+    echo "deb: dch made version $version, expected $DEB_VERSION" >&2
+    exit 1
+fi
+
+"$top/scripts/build-deps.sh" "$src"
+
+export CCACHE_DIR="${CCACHE_DIR:-$top/build/ccache}"
+export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
+export CCACHE_SLOPPINESS=time_macros,include_file_mtime,include_file_ctime
+export PATH="/usr/lib/ccache:$PATH"
+echo "deb: building $BASE_PKG $version (log: build/deb/build.log)"
+t0=$SECONDS
+(cd "$src" &&
+ DEB_BUILD_OPTIONS="parallel=$(nproc) nocheck" \
+     dpkg-buildpackage -B -us -uc -P"$DEB_PROFILE") >"$out/build.log" 2>&1 ||
+    { tail -40 "$out/build.log" >&2; exit 1; }
+took=$((SECONDS - t0))
+mv "$out"/src/*.deb "$out"/src/*.buildinfo "$out"/src/*.changes "$out/"
+echo "$took s, $(nproc) cores, ccache $(ccache -s 2>/dev/null |
+    sed -n 's/^ *Hits: *\([0-9]*\) *\/ *\([0-9]*\).*/\1 of \2 hits/p' |
+    head -1)" > "$out/build-time"
+echo "deb: built in $((took / 60)) min $((took % 60)) s:"
+ls -1 "$out"/*.deb | sed "s|^$top/||"

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""make deb's packages against Debian's own of the same version.
+
+The oracle is Debian's qemu-system-x86 as installed by package name
+(scripts/deps.sh), built from the pinned source version: its binary
+packages of that version are downloaded (apt-get download) into
+build/deb-stock and unpacked next to ours (build/deb, from make deb).
+For every package make deb builds (scripts/deb.conf, DEB_PACKAGES):
+
+- the control fields that say how it installs (Depends, Recommends,
+  Provides, Breaks, Replaces, ...) are Debian's, with our version where
+  Debian's has its own;
+- it ships the same files, and every ELF file links the same shared
+  libraries (readelf NEEDED); the module list is the same;
+- qemu-system-x86_64 from each package, run with its own package's
+  modules (QEMU_MODULE_DIR), prints the same -device help, -object help,
+  -machine help, -accel help and -cpu help;
+- the documented additions of the series, and nothing else: virtio-mem's
+  dynamic-memslots property (-device virtio-mem-pci,help) and the version
+  string (--version).
+
+Skips every case, saying why, when make deb has not run here (it is not
+part of make check: see README, "Debian packages"). Prints one PASS/FAIL/
+SKIP line per check and "N passed, N failed[, N skipped]".
+"""
+
+import glob
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(HERE, "lib"))
+# pylint: disable=wrong-import-position
+from need import need  # noqa: E402
+from results import Results  # noqa: E402
+
+DEBS = os.path.join(TOP, "build", "deb")
+STOCK = os.path.join(TOP, "build", "deb-stock")
+FIELDS = ["Architecture", "Multi-Arch", "Section", "Priority",
+          "Pre-Depends", "Depends", "Recommends", "Suggests", "Enhances",
+          "Provides", "Breaks", "Replaces", "Conflicts"]
+HELPS = [["-device", "help"], ["-object", "help"], ["-machine", "help"],
+         ["-accel", "help"], ["-cpu", "help"]]
+MODDIR = "usr/lib/x86_64-linux-gnu/qemu"
+# What the series adds to "-device virtio-mem-pci,help" (the property of
+# the feature, docs/system/devices/virtio-mem.rst); nothing else differs
+VIRTIO_MEM_ADDED = ["  dynamic-memslots=<bool>"]
+
+
+def conf():
+    """scripts/deb.conf and base.conf as a dict."""
+    out = {}
+    for name in ("base.conf", "deb.conf"):
+        with open(os.path.join(TOP, "scripts", name), encoding="utf-8") as f:
+            for line in f:
+                if "=" in line and not line.startswith("#"):
+                    key, value = line.strip().split("=", 1)
+                    out[key] = " ".join(shlex.split(value))
+    return out
+
+
+def run(argv, env=None):
+    return subprocess.run(argv, capture_output=True, text=True, check=True,
+                          env=env).stdout
+
+
+def ours(package):
+    found = [d for d in glob.glob(f"{DEBS}/{package}_*.deb")]
+    return found[0] if len(found) == 1 else None
+
+
+def stock_version(cfg):
+    """The installed stock qemu-system-x86's version, if it is built from
+    the pinned source version (a binNMU such as +b3 is)."""
+    version, source = run(["dpkg-query", "-W", "-f",
+                           "${Version}\t${source:Version}",
+                           "qemu-system-x86"]).split("\t")
+    if source != cfg["BASE_VERSION"]:
+        raise SystemExit(f"stock qemu-system-x86 {version} is built from "
+                         f"{source}, not {cfg['BASE_VERSION']}")
+    return version
+
+
+def download_stock(packages, version):
+    """Debian's .debs of the stock version in build/deb-stock."""
+    os.makedirs(STOCK, exist_ok=True)
+    missing = [p for p in packages
+               if not glob.glob(f"{STOCK}/{p}_{version.split(':')[-1]}_*.deb")]
+    if missing:
+        subprocess.run(["apt-get", "download", "-qq",
+                        "-o", "APT::Sandbox::User=root"] +
+                       [f"{p}={version}" for p in missing],
+                       cwd=STOCK, check=True)
+    return {p: glob.glob(f"{STOCK}/{p}_{version.split(':')[-1]}_*.deb")[0]
+            for p in packages}
+
+
+def fields(deb, version):
+    """The control fields of deb, its own version written as VERSION."""
+    out = {}
+    for field in FIELDS:
+        value = run(["dpkg-deb", "-f", deb, field]).strip()
+        out[field] = " ".join(value.replace(version, "VERSION").split())
+    return out
+
+
+def extract(deb, dest):
+    run(["dpkg-deb", "-x", deb, dest])
+    return sorted(os.path.relpath(os.path.join(d, f), dest)
+                  for d, _, files in os.walk(dest) for f in files)
+
+
+def is_elf(path):
+    if os.path.islink(path) or not os.path.isfile(path):
+        return False
+    with open(path, "rb") as f:
+        return f.read(4) == b"\x7fELF"
+
+
+def needed(path):
+    return sorted(line.split("[", 1)[1].rstrip("]")
+                  for line in run(["readelf", "-d", path]).splitlines()
+                  if "(NEEDED)" in line)
+
+
+def helps(root):
+    """The outputs of qemu-system-x86_64 under root, with root's modules."""
+    env = dict(os.environ, QEMU_MODULE_DIR=os.path.join(root, MODDIR))
+    binary = os.path.join(root, "usr/bin/qemu-system-x86_64")
+    out = {}
+    for args in HELPS + [["-M", "none", "-device", "virtio-mem-pci,help"]]:
+        out[" ".join(args)] = run([binary] + args, env=env)
+    out["--version"] = run([binary, "--version"], env=env)
+    return out
+
+
+def compare_package(res, package, mine, theirs, mine_v, theirs_v, roots):
+    f_mine, f_theirs = fields(mine, mine_v), fields(theirs, theirs_v)
+    res.check(f_mine == f_theirs, f"{package}: control fields are Debian's",
+              "\n    ".join(f"{k}: ours {f_mine[k]!r}, Debian {f_theirs[k]!r}"
+                             for k in FIELDS if f_mine[k] != f_theirs[k]))
+    files_mine = extract(mine, roots[0])
+    files_theirs = extract(theirs, roots[1])
+    only_mine = sorted(set(files_mine) - set(files_theirs))
+    only_theirs = sorted(set(files_theirs) - set(files_mine))
+    res.check(not only_mine and not only_theirs,
+              f"{package}: the same {len(files_theirs)} files",
+              f"only ours {only_mine[:20]}, only Debian's {only_theirs[:20]}")
+    diffs = []
+    elves = 0
+    for rel in sorted(set(files_mine) & set(files_theirs)):
+        a, b = os.path.join(roots[0], rel), os.path.join(roots[1], rel)
+        if is_elf(b):
+            elves += 1
+            if needed(a) != needed(b):
+                diffs.append(f"{rel}: ours {needed(a)}, Debian {needed(b)}")
+    res.check(not diffs, f"{package}: its {elves} ELF files link the same "
+              "shared libraries", "\n    ".join(diffs))
+
+
+def compare_helps(res, roots, cfg):
+    mine, theirs = helps(roots[0]), helps(roots[1])
+    mods_mine = sorted(os.listdir(os.path.join(roots[0], MODDIR)))
+    mods_theirs = sorted(os.listdir(os.path.join(roots[1], MODDIR)))
+    res.check(mods_mine == mods_theirs,
+              f"the same {len(mods_theirs)} modules",
+              f"ours {mods_mine}\n    Debian {mods_theirs}")
+    for args in HELPS:
+        key = " ".join(args)
+        res.check(mine[key] == theirs[key], f"qemu-system-x86_64 {key}: "
+                  f"Debian's ({len(theirs[key].splitlines())} lines)",
+                  "\n    ".join(set(mine[key].splitlines()) ^
+                                set(theirs[key].splitlines())))
+    key = "-M none -device virtio-mem-pci,help"
+    added = sorted(set(mine[key].splitlines()) - set(theirs[key].splitlines()))
+    gone = sorted(set(theirs[key].splitlines()) - set(mine[key].splitlines()))
+    res.check([a.split(" - ")[0] for a in added] == VIRTIO_MEM_ADDED and
+              not gone, "-device virtio-mem-pci,help: Debian's plus "
+              "dynamic-memslots", f"added {added}, gone {gone}")
+    want = f"(Debian {cfg['DEB_VERSION']})"
+    res.check(want in mine["--version"], f"--version says {want}",
+              mine["--version"])
+
+
+def main():
+    need("dpkg-deb", "dpkg", "readelf", "binutils", "apt-get", "apt")
+    cfg = conf()
+    packages = cfg["DEB_PACKAGES"].split()
+    res = Results("none (help output of the packaged binaries)")
+    if not all(ours(p) for p in packages):
+        for p in packages:
+            res.skip(f"{p}: against Debian's", "no build/deb/*.deb: make deb "
+                     "has not run in this checkout (it takes ~40 min, see "
+                     "README)")
+        return res.finish()
+    version = stock_version(cfg)
+    print(f"    ours {cfg['DEB_VERSION']}, Debian's {version} (the installed "
+          "qemu-system-x86's version)")
+    stock = download_stock(packages, version)
+    with tempfile.TemporaryDirectory(prefix="vmem-deb-") as tmp:
+        # one root per side holding all packages, as dpkg would install them
+        roots = (os.path.join(tmp, "ours"), os.path.join(tmp, "debian"))
+        for p in packages:
+            per = (os.path.join(tmp, p, "ours"), os.path.join(tmp, p, "debian"))
+            compare_package(res, p, ours(p), stock[p], cfg["DEB_VERSION"],
+                            version, per)
+            extract(ours(p), roots[0])
+            extract(stock[p], roots[1])
+        compare_helps(res, roots, cfg)
+    return res.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
