@@ -44,7 +44,10 @@ debian)
         *) cfg_base+=("$opt") ;;
         esac
     done < <("$top/scripts/debian-configure-opts.sh" "$wt")
-    cfg_base+=("--with-pkgversion=Debian $BASE_VERSION with virtio-mem dynamic memslots")
+    . "$top/scripts/deb.conf"
+    read -r -a pins <<<"$DEB_CONFIGURE_OPTIONS"
+    cfg_base+=("${pins[@]}"
+               "--with-pkgversion=Debian $BASE_VERSION with virtio-mem dynamic memslots")
     ;;
 minimal)
     cfg_base=(--disable-docs --disable-install-blobs)

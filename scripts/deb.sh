@@ -12,6 +12,8 @@
 #   1:7.2+dfsg-7+deb12u18+memslots1, above the Debian version it is built
 #   from, so apt takes it over Debian's and users pin or hold it;
 # - build dependencies: scripts/build-deps.sh (apt-get build-dep);
+#   QEMU_CONFIGURE_OPTIONS (scripts/deb.conf) turns off what configure
+#   would find here but not on Debian's buildds;
 # - dpkg-buildpackage -B -us -uc -P pkg.qemu.x86-only, DEB_BUILD_OPTIONS
 #   "parallel=<cores> nocheck" (QEMU's own suite runs in make check), with
 #   ccache (build/ccache) in front of the compilers.
@@ -62,6 +64,7 @@ export CCACHE_DIR="${CCACHE_DIR:-$top/build/ccache}"
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
 export CCACHE_SLOPPINESS=time_macros,include_file_mtime,include_file_ctime
 export PATH="/usr/lib/ccache:$PATH"
+export QEMU_CONFIGURE_OPTIONS="$DEB_CONFIGURE_OPTIONS"
 echo "deb: building $BASE_PKG $version (log: build/deb/build.log)"
 t0=$SECONDS
 (cd "$src" &&

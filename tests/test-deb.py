@@ -11,13 +11,17 @@ For every package make deb builds (scripts/deb.conf, DEB_PACKAGES):
   Provides, Breaks, Replaces, ...) are Debian's, with our version where
   Debian's has its own;
 - it ships the same files, and every ELF file links the same shared
-  libraries (readelf NEEDED); the module list is the same;
+  libraries (readelf NEEDED); the module list is the same (so the
+  features that configure detects are the same: scripts/deb.conf pins
+  the one this machine would add, bzip2 for dmg images);
 - qemu-system-x86_64 from each package, run with its own package's
   modules (QEMU_MODULE_DIR), prints the same -device help, -object help,
   -machine help, -accel help and -cpu help;
 - the documented additions of the series, and nothing else: virtio-mem's
-  dynamic-memslots property (-device virtio-mem-pci,help) and the version
-  string (--version).
+  dynamic-memslots property (-device virtio-mem-pci,help), its docs page
+  (ONLY_OURS) and the version string (--version); Debian's binNMU (+bN)
+  ships a changelog of its rebuild that ours, built from the source
+  version, has not.
 
 Skips every case, saying why, when make deb has not run here (it is not
 part of make check: see README, "Debian packages"). Prints one PASS/FAIL/
@@ -26,6 +30,7 @@ SKIP line per check and "N passed, N failed[, N skipped]".
 
 import glob
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -49,6 +54,17 @@ MODDIR = "usr/lib/x86_64-linux-gnu/qemu"
 # What the series adds to "-device virtio-mem-pci,help" (the property of
 # the feature, docs/system/devices/virtio-mem.rst); nothing else differs
 VIRTIO_MEM_ADDED = ["  dynamic-memslots=<bool>"]
+# Files of ours that Debian's packages do not have: the series' docs page
+ONLY_OURS = {"qemu-system-common": [
+    "usr/share/doc/qemu-system-common/system/devices/virtio-mem.html"]}
+
+
+def only_debian(package, version):
+    """Files of Debian's that ours do not have: a binNMU's (+bN) changelog,
+    since ours is built from the source version, not from the binNMU."""
+    if re.search(r"\+b[0-9]+$", version):
+        return [f"usr/share/doc/{package}/changelog.Debian.amd64.gz"]
+    return []
 
 
 def conf():
@@ -69,7 +85,7 @@ def run(argv, env=None):
 
 
 def ours(package):
-    found = [d for d in glob.glob(f"{DEBS}/{package}_*.deb")]
+    found = glob.glob(f"{DEBS}/{package}_*.deb")
     return found[0] if len(found) == 1 else None
 
 
@@ -87,16 +103,17 @@ def stock_version(cfg):
 
 def download_stock(packages, version):
     """Debian's .debs of the stock version in build/deb-stock."""
+    def found(p):
+        # apt-get download writes the epoch's colon as %3a
+        return glob.glob(f"{STOCK}/{p}_*{version.split(':')[-1]}_*.deb")
     os.makedirs(STOCK, exist_ok=True)
-    missing = [p for p in packages
-               if not glob.glob(f"{STOCK}/{p}_{version.split(':')[-1]}_*.deb")]
+    missing = [p for p in packages if not found(p)]
     if missing:
         subprocess.run(["apt-get", "download", "-qq",
                         "-o", "APT::Sandbox::User=root"] +
                        [f"{p}={version}" for p in missing],
                        cwd=STOCK, check=True)
-    return {p: glob.glob(f"{STOCK}/{p}_{version.split(':')[-1]}_*.deb")[0]
-            for p in packages}
+    return {p: found(p)[0] for p in packages}
 
 
 def fields(deb, version):
@@ -109,6 +126,7 @@ def fields(deb, version):
 
 
 def extract(deb, dest):
+    os.makedirs(dest, exist_ok=True)
     run(["dpkg-deb", "-x", deb, dest])
     return sorted(os.path.relpath(os.path.join(d, f), dest)
                   for d, _, files in os.walk(dest) for f in files)
@@ -147,8 +165,12 @@ def compare_package(res, package, mine, theirs, mine_v, theirs_v, roots):
     files_theirs = extract(theirs, roots[1])
     only_mine = sorted(set(files_mine) - set(files_theirs))
     only_theirs = sorted(set(files_theirs) - set(files_mine))
-    res.check(not only_mine and not only_theirs,
-              f"{package}: the same {len(files_theirs)} files",
+    expected = (ONLY_OURS.get(package, []), only_debian(package, theirs_v))
+    extra = (f"; ours adds {', '.join(expected[0])}" if expected[0] else "") + \
+        (f"; Debian's binNMU has {', '.join(expected[1])}"
+         if expected[1] else "")
+    res.check((only_mine, only_theirs) == expected,
+              f"{package}: the same {len(files_theirs)} files{extra}",
               f"only ours {only_mine[:20]}, only Debian's {only_theirs[:20]}")
     diffs = []
     elves = 0
