@@ -22,11 +22,15 @@ help:
 	@echo "make fuzz SECONDS=N  the virtio-mem fuzz target (libFuzzer), default 60 s"
 	@echo "make bench         benchmarks against stock 7.2 and upstream 10.0"
 	@echo "make deb          Debian's qemu 7.2 package plus the series (x86 profile)"
-	@echo "                   into build/deb/*.deb (~N min on 2 cores, see README)"
+	@echo "                   into build/deb/*.deb (13 min cold on 2 cores, see README)"
 	@echo "make install PREFIX=... [DESTDIR=...]"
 
+# the project's packages, then (from the pinned source) Debian's build
+# dependencies of qemu, which scripts/build.sh's configuration needs
 deps:
 	$(S)/deps.sh
+	$(S)/fetch-base.sh
+	$(S)/build-deps.sh
 
 base: deps
 	$(S)/fetch-base.sh

@@ -3,6 +3,10 @@
 # how its reports end a run. Used by check-asan.sh and fuzz.sh, which set
 # $top.
 export QEMU_BUILD_DIR="$top/build/qemu-asan"
+# QEMU's defaults, not Debian's configuration (scripts/build.sh): no
+# modules, no Debian CFLAGS (_FORTIFY_SOURCE), none of the libraries whose
+# constructors LeakSanitizer would have to be told about
+export QEMU_CONFIG=minimal
 export QEMU_CC=clang QEMU_CXX=clang++
 # Without KVM: Debian builds targets without it from the same source (every
 # system emulator but the host's own), so the series must link and run

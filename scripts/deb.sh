@@ -3,7 +3,7 @@
 # series, built with Debian's own debian/rules into build/deb/*.deb.
 #
 # - the source: build/download's .dsc unpacked afresh (Debian's patches
-#   applied) into build/deb/src/qemu-<upstream version>;
+#   applied) into build/deb-src/qemu-<upstream version>;
 # - packaging/x86-only-profile.patch: our build profile pkg.qemu.x86-only
 #   (qemu-system-x86 and the packages that go with it; see the patch);
 # - the series: patches/0001-... into debian/patches/memslots/, appended
@@ -32,9 +32,12 @@ need dpkg-buildpackage dpkg-dev dpkg-source dpkg-dev dch devscripts \
 out="$top/build/deb"
 upstream=${BASE_VERSION#*:}
 upstream=${upstream%-*}
-src="$out/src/$BASE_PKG-$upstream"
-rm -rf "$out"
-mkdir -p "$out/src"
+# build/deb holds the results alone (what users install, what the
+# install test copies); the tree and its build are beside it
+srcdir="$top/build/deb-src"
+src="$srcdir/$BASE_PKG-$upstream"
+rm -rf "$out" "$srcdir"
+mkdir -p "$out" "$srcdir"
 dpkg-source --no-check -q -x "$top/build/download/$BASE_DSC" "$src" >/dev/null
 
 patch -s -d "$src" -p1 < "$top/packaging/x86-only-profile.patch"
@@ -65,14 +68,14 @@ export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
 export CCACHE_SLOPPINESS=time_macros,include_file_mtime,include_file_ctime
 export PATH="/usr/lib/ccache:$PATH"
 export QEMU_CONFIGURE_OPTIONS="$DEB_CONFIGURE_OPTIONS"
-echo "deb: building $BASE_PKG $version (log: build/deb/build.log)"
+echo "deb: building $BASE_PKG $version (log: build/deb-src/build.log)"
 t0=$SECONDS
 (cd "$src" &&
  DEB_BUILD_OPTIONS="parallel=$(nproc) nocheck" \
-     dpkg-buildpackage -B -us -uc -P"$DEB_PROFILE") >"$out/build.log" 2>&1 ||
-    { tail -40 "$out/build.log" >&2; exit 1; }
+     dpkg-buildpackage -B -us -uc -P"$DEB_PROFILE") >"$srcdir/build.log" 2>&1 ||
+    { tail -40 "$srcdir/build.log" >&2; exit 1; }
 took=$((SECONDS - t0))
-mv "$out"/src/*.deb "$out"/src/*.buildinfo "$out"/src/*.changes "$out/"
+mv "$srcdir"/*.deb "$srcdir"/*.buildinfo "$srcdir"/*.changes "$out/"
 echo "$took s, $(nproc) cores, ccache $(ccache -s 2>/dev/null |
     sed -n 's/^ *Hits: *\([0-9]*\) *\/ *\([0-9]*\).*/\1 of \2 hits/p' |
     head -1)" > "$out/build-time"

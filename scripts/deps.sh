@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install every Debian package the project needs (idempotent).
 #
-# Build dependencies of QEMU's x86_64-softmmu target as configured by
-# scripts/build.sh, firmware to boot guests and run qtests, and every tool
+# Tools to fetch and build QEMU (Debian's build dependencies of qemu,
+# which scripts/build.sh's configuration needs, come from
+# scripts/build-deps.sh: make deps runs both), firmware to boot guests and run qtests, and every tool
 # that a script in scripts/, tests/ or bench/ calls and that a minimal
 # Debian 12 (debootstrap --variant=minbase: the essential and required
 # packages, apt) lacks. Scripts check for the tools they call with

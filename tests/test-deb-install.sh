@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make check's part of the install test of make deb's packages
 # (scripts/check-deb-install.sh): it runs whenever build/deb has them, and
-# says it skipped otherwise (make deb takes ~40 min: not part of make check).
+# says it skipped otherwise (make deb takes ~13 min cold: not part of make check).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 if ! ls "$top"/build/deb/*.deb >/dev/null 2>&1; then

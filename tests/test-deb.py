@@ -216,7 +216,7 @@ def main():
     if not all(ours(p) for p in packages):
         for p in packages:
             res.skip(f"{p}: against Debian's", "no build/deb/*.deb: make deb "
-                     "has not run in this checkout (it takes ~40 min, see "
+                     "has not run in this checkout (it takes ~13 min cold, see "
                      "README)")
         return res.finish()
     version = stock_version(cfg)

@@ -24,7 +24,12 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 . "$top/scripts/base.conf"
 . "$top/scripts/deb.conf"
-[ "$(stat -c %d:%i /)" != "$(stat -c %d:%i /proc/1/root/. 2>/dev/null)" ] || {
+here=$(stat -c %d:%i /) && init=$(stat -c %d:%i /proc/1/root/.) || {
+    echo "install-test: cannot tell whether this is a chroot (/proc/1/root):" \
+         "refusing, it would replace this system's QEMU" >&2
+    exit 2
+}
+[ "$here" != "$init" ] || {
     echo "install-test: not in a chroot: it would replace this system's QEMU" >&2
     exit 2
 }
@@ -52,7 +57,9 @@ versions() { # the installed version of each package, "-" if absent
 "${apt[@]}" update >"$logs/update.log" 2>&1
 "${apt[@]}" install --no-install-recommends qemu-system-x86 python3 procps \
     >"$logs/stock.log" 2>&1
+rc=$?
 stock=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null)
+[ $rc = 0 ] && [ -n "$stock" ]
 result $? "Debian's qemu-system-x86 $stock installs by package name" "$logs/stock.log"
 
 # 2. Ours over it
