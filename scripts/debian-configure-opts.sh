@@ -14,8 +14,10 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/need.sh"
 need make make dh_listpackages debhelper python3 python3
 tree=${1:-$top/build/qemu}
-# A target that does not exist in the tree, so make prints its recipe
-(cd "$tree" && make -s -n -f debian/rules b/qemu/configured) | python3 -c '
+# A target that does not exist in the tree, so make prints its recipe;
+# without the flags of a make that runs us (make qemu CFLAGS=...)
+(cd "$tree" && env -u MAKEFLAGS -u MAKEOVERRIDES -u MFLAGS \
+    make -s -n -f debian/rules b/qemu/configured) | python3 -c '
 import shlex, sys
 text = sys.stdin.read().replace("\\\n", " ")
 line = next(l for l in text.splitlines() if "../../configure " in l)

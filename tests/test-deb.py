@@ -17,6 +17,8 @@ For every package make deb builds (scripts/deb.conf, DEB_PACKAGES):
 - qemu-system-x86_64 from each package, run with its own package's
   modules (QEMU_MODULE_DIR), prints the same -device help, -object help,
   -machine help, -accel help and -cpu help;
+- make check's binary (scripts/build.sh) links the same libraries and has
+  the same x86_64 modules as the packaged one;
 - the documented additions of the series, and nothing else: virtio-mem's
   dynamic-memslots property (-device virtio-mem-pci,help), its docs page
   (ONLY_OURS) and the version string (--version); Debian's binNMU (+bN)
@@ -208,6 +210,29 @@ def compare_helps(res, roots, cfg):
               mine["--version"])
 
 
+def compare_build(res, root):
+    """make check's binary (build/qemu-build, scripts/build.sh) against the
+    package's: the same shared libraries and, but for the accelerator the
+    package leaves out (qtest) and the target it alone has (i386), the same
+    modules: the binary we test is configured like the one we ship."""
+    bd = os.path.join(TOP, "build", "qemu-build")
+    binary = os.path.join(bd, "qemu-system-x86_64")
+    if not os.path.exists(binary):
+        res.skip("make check's binary is configured like the package's",
+                 "no build/qemu-build/qemu-system-x86_64 (make qemu)")
+        return
+    packaged = os.path.join(root, "usr/bin/qemu-system-x86_64")
+    mods_build = sorted(f for f in os.listdir(bd) if f.endswith(".so") and
+                        not f.startswith("accel-qtest-"))
+    mods_pkg = sorted(f for f in os.listdir(os.path.join(root, MODDIR))
+                      if not f.endswith("-i386.so"))
+    res.check(needed(binary) == needed(packaged) and mods_build == mods_pkg,
+              "make check's binary links the package's shared libraries and "
+              f"has its {len(mods_pkg)} x86_64 modules",
+              f"NEEDED ours {needed(binary)}\n    package {needed(packaged)}"
+              f"\n    modules {sorted(set(mods_build) ^ set(mods_pkg))}")
+
+
 def main():
     need("dpkg-deb", "dpkg", "readelf", "binutils", "apt-get", "apt")
     cfg = conf()
@@ -233,6 +258,7 @@ def main():
             extract(ours(p), roots[0])
             extract(stock[p], roots[1])
         compare_helps(res, roots, cfg)
+        compare_build(res, roots[0])
     return res.finish()
 
 
