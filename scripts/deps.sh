@@ -40,6 +40,11 @@ PKGS=(
     # make deb: dch (Debian's build dependencies of qemu come from
     # scripts/build-deps.sh, apt-get build-dep)
     devscripts libdistro-info-perl
+    # scripts/debian-configure-opts.sh runs debian/rules (make, and
+    # dh_listpackages from debhelper); tests/test-deb.py reads ELF files
+    # (readelf, binutils). Build dependencies of qemu too, but needed
+    # before scripts/build-deps.sh installs those
+    make debhelper binutils
 )
 
 missing=()
