@@ -8,6 +8,7 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tests", "lib"))
 # pylint: disable=wrong-import-position
 from vmemguest import QEMU  # noqa: E402
+from stockqemu import STOCK, stock_problem  # noqa: E402
 
 UP = os.path.join(TOP, "build", "peers", "upstream")
 
@@ -41,6 +42,9 @@ class Peer:
 
 
 def peers():
+    problem = stock_problem()
+    if problem:
+        raise SystemExit(f"peers: {problem}")
     up_env = {
         "LD_LIBRARY_PATH": f"{UP}/usr/lib/x86_64-linux-gnu:"
                            f"{UP}/lib/x86_64-linux-gnu",
@@ -50,7 +54,7 @@ def peers():
                "-L", f"{UP}/usr/lib/ipxe/qemu"]
     up_bin = f"{UP}/usr/bin/qemu-system-x86_64"
     return [
-        Peer("stock 7.2", "/usr/bin/qemu-system-x86_64", None),
+        Peer("stock 7.2", STOCK, None),
         Peer("upstream 10.0 off", up_bin, False, up_env, up_args),
         Peer("upstream 10.0 on", up_bin, True, up_env, up_args),
         Peer("ours off", QEMU, False),

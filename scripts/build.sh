@@ -36,6 +36,16 @@ config=${QEMU_CONFIG:-debian}
 case $config in
 debian)
     "$top/scripts/build-deps.sh" "$wt"
+    # not a process substitution: set -e must see it fail
+    opts=$("$top/scripts/debian-configure-opts.sh" "$wt")
+    case $'\n'$opts$'\n' in
+    *$'\n'--enable-modules$'\n'*) ;;
+    *)
+        echo "build: debian/rules gave no Debian configuration" \
+             "(no --enable-modules in: ${opts//$'\n'/ })" >&2
+        exit 1
+        ;;
+    esac
     cfg_base=()
     while IFS= read -r opt; do
         case $opt in
@@ -43,7 +53,7 @@ debian)
         --with-pkgversion=*|--enable-linux-user) ;;
         *) cfg_base+=("$opt") ;;
         esac
-    done < <("$top/scripts/debian-configure-opts.sh" "$wt")
+    done <<<"$opts"
     . "$top/scripts/deb.conf"
     read -r -a pins <<<"$DEB_CONFIGURE_OPTIONS"
     cfg_base+=("${pins[@]}"
@@ -59,12 +69,16 @@ minimal)
 esac
 cfg_id="$config x86_64-softmmu ${cfg_base[*]} ${cfg_extra[*]}"
 
-export CCACHE_DIR="${CCACHE_DIR:-$top/build/ccache}"
+# ccache's own per-user cache, shared by every clone of this user (CI's
+# clean clones among them; make check-fresh's chroot has its own)
+export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ccache}"
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
 # Compile-time macros such as __DATE__ are not used by QEMU's objects;
 # paths relative to build/ let other trees laid out alike share objects
 export CCACHE_SLOPPINESS=time_macros,include_file_mtime,include_file_ctime
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$top/build}"
+# and the build folder's own path (debug info) is left out of the hash
+export CCACHE_NOHASHDIR=1
 
 mkdir -p "$bd"
 if [ ! -f "$bd/build.ninja" ] || [ "$(cat "$bd/.configured" 2>/dev/null)" != "$cfg_id" ]; then
@@ -89,7 +103,8 @@ done
 
 # With modules (Debian's configuration), TCG, the qtest accelerator and
 # some devices live in modules, which the binary does not depend on
-mapfile -t modules < <(ninja -C "$bd" -t targets all |
-    sed -n 's/^\([a-z0-9_-]*\.so\): .*/\1/p' | sort -u)
+targets=$(ninja -C "$bd" -t targets all)
+mapfile -t modules < <(sed -n 's/^\([a-z0-9_-]*\.so\): .*/\1/p' <<<"$targets" |
+    sort -u)
 jobs=$(nproc)
 ninja -C "$bd" -j"$jobs" qemu-system-x86_64 ${modules[@]+"${modules[@]}"} "$@"

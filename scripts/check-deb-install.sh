@@ -11,6 +11,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 ls "$top"/build/deb/*.deb >/dev/null 2>&1 ||
     { echo "check-deb-install: no build/deb/*.deb: run make deb first" >&2; exit 1; }
+"$top/scripts/deb-inputs.sh" --check
 for f in "$top/build/guest/vmlinuz" "$top/build/guest/initrd.img" \
          "$top/build/qemu/python/qemu"; do
     [ -e "$f" ] || { echo "check-deb-install: $f is missing (make qemu, scripts/guest.sh)" >&2; exit 1; }

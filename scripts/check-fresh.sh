@@ -74,6 +74,15 @@ fresh="$top/build/fresh"
 root="$fresh/root"
 logs="$fresh/logs"
 mkdir -p "$fresh" "$logs"
+# One chroot at a time: a second run (make check-fresh next to make
+# check's install test) would kill the first one's processes and delete
+# its root. The lock goes with this process.
+exec {lock}>"$fresh/.lock"
+flock -n "$lock" || {
+    echo "check-fresh: another run uses $root (build/fresh/.lock);" \
+         "waiting for it" >&2
+    flock "$lock"
+}
 
 # --- the machine's apt sources -------------------------------------------
 sources=()

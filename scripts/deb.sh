@@ -19,7 +19,8 @@
 #   ccache (build/ccache) in front of the compilers.
 #
 # The .debs, .buildinfo and .changes land in build/deb/; build/deb/
-# build-time says how long the build took.
+# build-time says how long the build took, build/deb/inputs.sha256 what
+# it was built from (scripts/deb-inputs.sh).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/need.sh"
@@ -38,6 +39,7 @@ srcdir="$top/build/deb-src"
 src="$srcdir/$BASE_PKG-$upstream"
 rm -rf "$out" "$srcdir"
 mkdir -p "$out" "$srcdir"
+inputs=$("$top/scripts/deb-inputs.sh")
 dpkg-source --no-check -q -x "$top/build/download/$BASE_DSC" "$src" >/dev/null
 
 patch -s -d "$src" -p1 < "$top/packaging/x86-only-profile.patch"
@@ -63,7 +65,9 @@ fi
 
 "$top/scripts/build-deps.sh" "$src"
 
-export CCACHE_DIR="${CCACHE_DIR:-$top/build/ccache}"
+# ccache's own per-user cache, shared by every clone of this user (CI's
+# clean clones among them; make check-fresh's chroot has its own)
+export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ccache}"
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
 export CCACHE_SLOPPINESS=time_macros,include_file_mtime,include_file_ctime
 export PATH="/usr/lib/ccache:$PATH"
@@ -76,6 +80,7 @@ t0=$SECONDS
     { tail -40 "$srcdir/build.log" >&2; exit 1; }
 took=$((SECONDS - t0))
 mv "$srcdir"/*.deb "$srcdir"/*.buildinfo "$srcdir"/*.changes "$out/"
+echo "$inputs" > "$out/inputs.sha256"
 echo "$took s, $(nproc) cores, ccache $(ccache -s 2>/dev/null |
     sed -n 's/^ *Hits: *\([0-9]*\) *\/ *\([0-9]*\).*/\1 of \2 hits/p' |
     head -1)" > "$out/build-time"

@@ -95,9 +95,12 @@ def run_mode(workdir, setting, kvm):
             mapped_bytes = sum(e - s for s, e in mapped.values())
             measured = ("-", "-")
             if kvm.ok:
-                on, off, _ = hostkvm.kvm_cost(g, workdir,
-                                              f"{setting}-{target}")
-                measured = (mem(on), mem(off))
+                try:
+                    on, off, _ = hostkvm.kvm_cost(g, workdir,
+                                                  f"{setting}-{target}")
+                    measured = (mem(on), mem(off))
+                except hostkvm.KVMCostError as e:
+                    print(f"  (not measured: {e})")
             print(f"{size_str(target) if target else '0':>10} "
                   f"{mem(g.plugged()):>10} {mem(g.guest_report()[0]):>10} "
                   f"{took:5.1f}s {len(mapped):>4}/{info['memslots']:<4} "

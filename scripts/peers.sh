@@ -44,5 +44,8 @@ fi
 lib="$up/usr/lib/x86_64-linux-gnu:$up/lib/x86_64-linux-gnu"
 missing=$(LD_LIBRARY_PATH="$lib" ldd "$up/usr/bin/qemu-system-x86_64" | grep 'not found' || true)
 [ -z "$missing" ] || { echo "peers: upstream QEMU lacks libraries:$missing" >&2; exit 1; }
+# the oracle must be Debian's own, not make deb's packages of ours
+problem=$(PYTHONPATH="$top/tests/lib" python3 -c 'import stockqemu; print(stockqemu.stock_problem() or "")' 2>&1)
+[ -z "$problem" ] || { echo "peers: $problem" >&2; exit 1; }
 echo "peers: stock $(/usr/bin/qemu-system-x86_64 --version | head -1)"
 echo "peers: upstream $(LD_LIBRARY_PATH="$lib" "$up/usr/bin/qemu-system-x86_64" --version | head -1)"

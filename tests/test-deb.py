@@ -25,7 +25,9 @@ For every package make deb builds (scripts/deb.conf, DEB_PACKAGES):
   ships a changelog of its rebuild that ours, built from the source
   version, has not.
 
-Skips every case, saying why, when make deb has not run here (it is not
+Fails at once when build/deb is older than the series or the packaging
+(scripts/deb-inputs.sh). Skips every case, saying why, when make deb has
+not run here (it is not
 part of make check: see README, "Debian packages"). Prints one PASS/FAIL/
 SKIP line per check and "N passed, N failed[, N skipped]".
 """
@@ -243,6 +245,12 @@ def main():
             res.skip(f"{p}: against Debian's", "no build/deb/*.deb: make deb "
                      "has not run in this checkout (it takes ~13 min cold, see "
                      "README)")
+        return res.finish()
+    stale = subprocess.run([os.path.join(TOP, "scripts", "deb-inputs.sh"),
+                            "--check"], capture_output=True, text=True,
+                           check=False)
+    if not res.check(stale.returncode == 0, "build/deb is built from the "
+                     "current series and packaging", stale.stderr.strip()):
         return res.finish()
     version = stock_version(cfg)
     print(f"    ours {cfg['DEB_VERSION']}, Debian's {version} (the installed "

@@ -13,8 +13,8 @@ in build/qemu/docs/system/devices/virtio-mem.rst if there is one, else
 tests/diff-stock/differences.rst (always checked; --write-rst rewrites it).
 
 Prints one PASS/FAIL line per scenario (with the differences on failure),
-the duration and "N passed, N failed". Exits 77 if the stock binary is
-missing. Environment: VMEM_QEMU (ours), VMEM_STOCK_QEMU (stock, default
+the duration and "N passed, N failed". Fails at once if the stock binary
+is missing or is not Debian's (tests/lib/stockqemu.py). Environment: VMEM_QEMU (ours), VMEM_STOCK_QEMU (stock, default
 /usr/bin/qemu-system-x86_64), VMEM_DIFF_WAIT (seconds to wait for our
 binary to be built, default 1800).
 """
@@ -42,6 +42,7 @@ sys.path.insert(0, os.path.join(HERE, "lib"))
 sys.path.insert(0, os.path.join(HERE, "diff-stock"))
 # pylint: disable=wrong-import-position
 from results import Results  # noqa: E402
+from stockqemu import STOCK, stock_problem, stock_version  # noqa: E402
 from vhost_user_stub import VhostUserStub  # noqa: E402
 import scenarios  # noqa: E402
 
@@ -49,8 +50,6 @@ BUILD = os.path.join(os.path.dirname(HERE), "build")
 OURS = os.path.abspath(os.environ.get("VMEM_QEMU") or
                        os.path.join(BUILD, "qemu-build",
                                     "qemu-system-x86_64"))
-STOCK = os.path.abspath(os.environ.get("VMEM_STOCK_QEMU") or
-                        "/usr/bin/qemu-system-x86_64")
 WAIT = float(os.environ.get("VMEM_DIFF_WAIT", "1800"))
 RST = os.path.join(HERE, "diff-stock", "differences.rst")
 DOC = os.path.join(BUILD, "qemu", "docs", "system", "devices",
@@ -639,12 +638,11 @@ def main():
         print(f"wrote {RST}")
         return 0
     started = time.monotonic()
-    stock_version = version(STOCK)
-    if not stock_version or " 7.2." not in stock_version:
-        print(f"SKIP: Debian's QEMU 7.2 is needed as {STOCK} (package "
-              f"qemu-system-x86, scripts/deps.sh installs it); "
-              f"{'it is ' + stock_version if stock_version else 'missing'}")
-        return 77
+    res = Results()
+    problem = stock_problem()
+    if problem:
+        res.check(False, "Debian's QEMU 7.2 is the oracle", problem)
+        return res.finish()
     res = Results()
     with tempfile.TemporaryDirectory(prefix="vmem-diff-ours-") as snap:
         ours = snapshot(snap)
@@ -652,7 +650,7 @@ def main():
             res.check(False, f"our QEMU {OURS} runs",
                       f"not there or not running after {WAIT:.0f} s")
             return res.finish()
-        print(f"# stock: {STOCK}: {stock_version}\n# ours:  {OURS} "
+        print(f"# stock: {STOCK}: {stock_version()}\n# ours:  {OURS} "
               f"(built {ours[1]}): {ours[2]}")
         compare_all(res, ours[0])
     print(f"# duration: {time.monotonic() - started:.1f} s")

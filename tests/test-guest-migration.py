@@ -35,10 +35,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 # pylint: disable=wrong-import-position
 from results import Results  # noqa: E402
+from stockqemu import STOCK, stock_problem  # noqa: E402
 from vmemguest import (QEMU, GiB, MiB, GuestError,  # noqa: E402
                        VMemGuest, covered_memslots, size_str)
 
-STOCK = "/usr/bin/qemu-system-x86_64"
 DEVICE_SIZE = 64 * GiB
 BLOCK_SIZE = 2 * MiB
 USABLE_EXTENT = 256 * MiB
@@ -233,9 +233,9 @@ def run_chain(res, chain_name, kinds, workdir):
 
 def main():
     res = Results()
-    if not os.access(STOCK, os.X_OK):
-        res.check(False, "Debian's qemu-system-x86", f"{STOCK} is missing: "
-                  "scripts/deps.sh installs it")
+    problem = stock_problem()
+    if problem:
+        res.check(False, "Debian's QEMU 7.2 is the oracle", problem)
         return res.finish()
     workdir = tempfile.mkdtemp(prefix="vmem-mig-")
     try:

@@ -7,7 +7,9 @@
   before Linux 5.18 (no "kernel") from memory.current minus anon and file;
 - cgroup v2 counts only with the memory controller enabled for the
   root's children;
-- the KVM flavour says when kvm.tdp_mmu is absent.
+- the KVM flavour says when kvm.tdp_mmu is absent;
+- test-host-kvm skips its cost checks only where the host's MMU and
+  kernel make them unable to fail, not by what it measured.
 
 The cgroup cases need root and a memory cgroup controller (skipped with
 the reason otherwise); the others replace hostkvm's file reads.
@@ -15,7 +17,9 @@ Prints one PASS/FAIL/SKIP line per check and "N passed, N failed[, N
 skipped]".
 """
 
+import errno
 import glob
+import importlib.util
 import os
 import sys
 import tempfile
@@ -26,6 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import hostkvm  # noqa: E402
 from results import Results  # noqa: E402
 from vmemguest import QEMU, QEMUMachine  # noqa: E402
+from qemu.machine.machine import VMLaunchFailure  # noqa: E402
 
 
 def ours():
@@ -44,24 +49,30 @@ def cleanup_cases(res):
         return
     workdir = tempfile.mkdtemp(prefix="vmem-hostkvm-")
     raised = None
+    existed = False
     try:
-        with hostkvm.cgroup(hostkvm.available_limit()) as cg, \
-                hostkvm.launched(QEMUMachine(
+        with hostkvm.cgroup(hostkvm.available_limit()) as cg:
+            existed = os.path.isdir(cg.path)
+            with hostkvm.launched(QEMUMachine(
                     QEMU, args=["-device", "no-such-device"],
                     wrapper=cg.wrapper, base_temp_dir=workdir,
                     sock_dir=workdir)):
-            pass
+                pass
     except Exception as e:  # pylint: disable=broad-except
         raised = e
-    res.check(raised is not None and not ours(), cases[0],
-              f"raised {raised!r}, left {ours()}")
+    # the cgroup was made and QEMU itself refused to start (any other
+    # exception would be a test that did not get that far)
+    res.check(existed and isinstance(raised, VMLaunchFailure) and not ours(),
+              cases[0], f"cgroup made {existed}, raised {raised!r}, "
+              f"left {ours()}")
     raised = None
     try:
         hostkvm.Cgroup(limit="not-a-number")
     except OSError as e:
         raised = e
-    res.check(raised is not None and not ours(), cases[1],
-              f"raised {raised!r}, left {ours()}")
+    # the kernel refused the limit (EINVAL), after the cgroup was made
+    res.check(isinstance(raised, OSError) and raised.errno == errno.EINVAL
+              and not ours(), cases[1], f"raised {raised!r}, left {ours()}")
     for path in ours():
         os.rmdir(path)
 
@@ -116,11 +127,33 @@ def flavour_case(res):
               "flavour without kvm.tdp_mmu says it is absent", info.flavour())
 
 
+def resolvable_cases(res):
+    """test-host-kvm skips its cost checks by what the host is, never
+    because the measurement came out small."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        "test-host-kvm.py")
+    spec = importlib.util.spec_from_file_location("test_host_kvm", path)
+    thk = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(thk)
+    info = hostkvm.KVMInfo()
+    info.backend, info.tdp_mmu, info.kernel = "kvm_pvm", False, "6.1.0-28"
+    res.check(thk.unresolvable(info, 0) is None,
+              "shadow MMU: a device cost of 0 is checked (fails), not skipped")
+    info.backend, info.tdp_mmu = "kvm_amd", True
+    res.check(thk.unresolvable(info, 0) is None,
+              "TDP MMU before Linux 6.9: checked, not skipped")
+    info.kernel = "6.12.57+deb13-amd64"
+    why = thk.unresolvable(info, 2 << 20)
+    res.check(why is not None and "TDP MMU" in why,
+              "TDP MMU from Linux 6.9: skipped, saying why", why)
+
+
 def main():
     res = Results("none (host cgroups only)")
     cleanup_cases(res)
     v2_cases(res)
     flavour_case(res)
+    resolvable_cases(res)
     return res.finish()
 
 

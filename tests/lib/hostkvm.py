@@ -292,6 +292,10 @@ def migrate_to(src_qmp, dst, uri, timeout=120):
         time.sleep(0.05)
 
 
+class KVMCostError(Exception):
+    """A paused KVM QEMU of a measurement did not start or died."""
+
+
 def _migrate_into(src, workdir, name, setting):
     """(kernel memory before, after, mapped memslots) of a paused KVM
     destination with dynamic-memslots=setting that src migrates into."""
@@ -299,23 +303,36 @@ def _migrate_into(src, workdir, name, setting):
     from vmemguest import QEMU, QEMUMachine, mapped_memslots
     args = [a.replace("dynamic-memslots=on", f"dynamic-memslots={setting}")
             for a in src.vm.args]
+    limit = available_limit()
     try:
         # "off" pays KVM for the whole device: in a cgroup with a limit,
         # a device bigger than the host fails alone, not the host
-        with cgroup(available_limit()) as cg, \
-                launched(QEMUMachine(QEMU, args=destination_args(args),
-                                     name=name, wrapper=cg.wrapper,
-                                     base_temp_dir=workdir,
-                                     sock_dir=workdir)) as dst:
-            before = cg.kmem()
-            migrate_to(src.qmp, dst, f"unix:{workdir}/{name}.sock")
-            after = cg.kmem()
-            tree = dst.qmp("human-monitor-command",
-                           **{"command-line": "info mtree"})["return"]
-            return before, after, mapped_memslots(tree)
+        with cgroup(limit) as cg:
+            try:
+                with launched(QEMUMachine(QEMU, args=destination_args(args),
+                                          name=name, wrapper=cg.wrapper,
+                                          base_temp_dir=workdir,
+                                          sock_dir=workdir)) as dst:
+                    before = cg.kmem()
+                    migrate_to(src.qmp, dst, f"unix:{workdir}/{name}.sock")
+                    after = cg.kmem()
+                    tree = dst.qmp("human-monitor-command",
+                                   **{"command-line": "info mtree"})["return"]
+                    return before, after, mapped_memslots(tree)
+            except Exception as e:
+                raise KVMCostError(failure(name, cg, limit, e)) from e
     finally:
         # the source stopped for the migration (or before it failed)
         src.qmp("cont")
+
+
+def failure(name, cg, limit, error):
+    """Why a QEMU in cg failed, the cgroup's OOM killer first."""
+    if cg.oom_killed():
+        return (f"{name}: KVM and QEMU needed more than the cgroup limit of "
+                f"{limit >> 20} MiB (half of the memory available; OOM "
+                f"killed)")
+    return f"{name}: {type(error).__name__}: {error}"
 
 
 def kvm_cost(src, workdir, name):
