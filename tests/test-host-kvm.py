@@ -240,6 +240,10 @@ def main():
         decision_case(res, workdir)
     except hostkvm.KVMCostError as e:
         res.check(False, "the paused KVM QEMUs of the measurements run", e)
+    except Exception as e:  # pylint: disable=broad-except
+        # the guest's QEMU died or hung up: the rest cannot be measured
+        res.check(False, "the source guest runs through every step",
+                  f"{type(e).__name__}: {e}")
     return res.finish()
 
 
