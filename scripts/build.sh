@@ -71,8 +71,9 @@ cfg_id="$config x86_64-softmmu ${cfg_base[*]} ${cfg_extra[*]}"
 
 # ccache's own per-user cache, shared by every clone of this user (CI's
 # clean clones among them; make check-fresh's chroot has its own)
-export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ccache}"
-export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
+# (build/ccache where there is no home); its size is the user's setting
+cache_home=${XDG_CACHE_HOME:-${HOME:+$HOME/.cache}}
+export CCACHE_DIR="${CCACHE_DIR:-${cache_home:-$top/build}/ccache}"
 # Compile-time macros such as __DATE__ are not used by QEMU's objects;
 # paths relative to build/ let other trees laid out alike share objects
 export CCACHE_SLOPPINESS=time_macros,include_file_mtime,include_file_ctime

@@ -174,8 +174,10 @@ mount_all() {
 
 # Run in the background and wait: a signal then reaches our traps at once
 # (the cleanup stops what runs in the chroot), not when the command ends
+# Neither gets the lock's descriptor: a process left in the chroot would
+# hold the lock and the next run would wait for it before it can stop it
 bg_wait() { # command...
-    "$@" &
+    "$@" {lock}>&- &
     local rc=0
     wait $! || rc=$?
     return $rc
@@ -233,7 +235,7 @@ mount_all
 in_chroot() { # command... : run in the chroot as root with a login's environment
     chroot "$root" /usr/bin/env -i HOME=/root TERM="${TERM:-dumb}" \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        "$@"
+        "$@" {lock}>&-
 }
 
 # The committed HEAD (on its branch, as a clone gets it), through a bundle

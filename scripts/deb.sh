@@ -65,10 +65,12 @@ fi
 
 "$top/scripts/build-deps.sh" "$src"
 
-# ccache's own per-user cache, shared by every clone of this user (CI's
-# clean clones among them; make check-fresh's chroot has its own)
-export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ccache}"
-export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
+# ccache's own per-user cache (dpkg-buildflags map the build's absolute
+# path into the objects: a clone elsewhere does not hit what this one
+# compiled, a rebuild here does)
+# (build/ccache where there is no home); its size is the user's setting
+cache_home=${XDG_CACHE_HOME:-${HOME:+$HOME/.cache}}
+export CCACHE_DIR="${CCACHE_DIR:-${cache_home:-$top/build}/ccache}"
 export CCACHE_SLOPPINESS=time_macros,include_file_mtime,include_file_ctime
 export PATH="/usr/lib/ccache:$PATH"
 export QEMU_CONFIGURE_OPTIONS="$DEB_CONFIGURE_OPTIONS"

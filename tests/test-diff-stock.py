@@ -643,7 +643,6 @@ def main():
     if problem:
         res.check(False, "Debian's QEMU 7.2 is the oracle", problem)
         return res.finish()
-    res = Results()
     with tempfile.TemporaryDirectory(prefix="vmem-diff-ours-") as snap:
         ours = snapshot(snap)
         if not ours:

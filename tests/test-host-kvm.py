@@ -143,9 +143,11 @@ def unresolvable(info, stock):
     wander by. An unknown MMU is judged by the measurement."""
     if info.mmu() == "shadow MMU":
         return None
-    if info.tdp_mmu and kernel_before(info.kernel, 6, 9):
+    before = kernel_before(info.kernel, 6, 9)
+    if info.tdp_mmu and before:
         return None
-    if info.tdp_mmu is None and stock >= RESOLVABLE:
+    # an unknown MMU or kernel release: judged by the measurement
+    if (info.tdp_mmu is None or before is None) and stock >= RESOLVABLE:
         return None
     return (f"KVM here ({info.flavour()}) charges {mib(stock)} for the "
             f"whole {size_str(DEVICE)} device (stock 7.2), under the "
