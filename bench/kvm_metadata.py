@@ -58,13 +58,14 @@ def job_runs(sizes):
     return runs
 
 
-def run_kvm_host(tdp_mmu, sizes, out):
-    """Boot the KVM host under TCG with one job; its records go to out."""
-    job = os.path.join(WORK, f"job-tdp{tdp_mmu}.json")
+def run_kvm_host(tdp_mmu, runs, out, name="kvmhost"):
+    """Boot the KVM host under TCG with one job of runs (for
+    bench/nested/l1_run.py); its records go to out."""
+    os.makedirs(WORK, exist_ok=True)
+    job = os.path.join(WORK, f"job-{name}-tdp{tdp_mmu}.json")
     with open(job, "w", encoding="utf-8") as f:
-        json.dump({"tdp_mmu": tdp_mmu, "out": out,
-                   "runs": job_runs(sizes)}, f)
-    console = os.path.join(WORK, f"kvmhost-tdp{tdp_mmu}.log")
+        json.dump({"tdp_mmu": tdp_mmu, "out": out, "runs": runs}, f)
+    console = os.path.join(WORK, f"{name}-tdp{tdp_mmu}.log")
     with open(console, "w", encoding="utf-8") as log:
         subprocess.run(
             [STOCK_QEMU, "-machine", "q35", "-accel", "tcg",
@@ -268,7 +269,7 @@ def main():
     tdps = [int(t) for t in os.environ.get("KVM_BENCH_TDP", "1 0").split()]
     keep_others(tmp, tdps)
     for tdp in tdps:
-        run_kvm_host(tdp, sizes, tmp)
+        run_kvm_host(tdp, job_runs(sizes), tmp)
     recs = load(tmp)
     m, lines = report(recs)
     os.replace(tmp, raw)

@@ -6,6 +6,8 @@ memory cgroup of its own and writes JSON lines to the job's output file:
 - "static" runs start QEMU stopped (-S): the memslots exist once the
   machine is created, no guest code needs to run. A run without the
   virtio-mem device gives the baseline of the same QEMU.
+- "zap" runs (bench/zap_cost.py) time a running inner guest's hot memory
+  while memslots are deleted: see zap_run();
 - "guest" runs boot the real test guest and let its virtio_mem driver plug
   each step's size; the device's metadata at a step is the static metadata
   plus what the cgroup's kernel memory grew by since the guest booted with
@@ -21,6 +23,7 @@ cgroup's "kernel" counter, minus page tables and stacks, sees both.
 
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -35,6 +38,8 @@ from vmemguest import GiB, MiB, QEMUMachine, VMemGuest  # noqa: E402
 
 # The inner guest keeps the memmap of what it plugs (1.6 %) in boot memory
 BASE_RAM = 2 * GiB
+HOT_RE = re.compile(r"^HOT: passes=(\d+) total_us=(\d+) max_us=(\d+)",
+                    re.M)
 NOT_METADATA = ("kernel_stack", "pagetables", "sec_pagetables", "percpu",
                 "sock")
 
@@ -80,13 +85,13 @@ def mapped_memslots(peer, g):
     return len(g.mapped_memslots()) if peer.dynamic else 1
 
 
-def inner_guest(run, peer, cg, extra_args=()):
+def inner_guest(run, peer, cg, extra_args=(), **kwargs):
     workdir = tempfile.mkdtemp(dir="/tmp")
     return VMemGuest(workdir, run["size"], bool(peer.dynamic),
                      qemu=peer.binary, accel="kvm",
                      machine=f"q35,smm={run['smm']}", base_ram=BASE_RAM,
                      wrapper=cg.wrapper, extra_args=peer.args + list(extra_args),
-                     dynamic_prop=peer.dynamic is not None)
+                     dynamic_prop=peer.dynamic is not None, **kwargs)
 
 
 def baseline_run(run, peer, out):
@@ -146,11 +151,74 @@ def guest_run(run, peer, out):
         g.stop()
 
 
+def wait_hot(g, since, count, timeout):
+    """Where in the guest's console log the count-th memhot report after
+    offset since ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = list(HOT_RE.finditer(g.serial(), since))
+        if len(found) >= count:
+            return found[count - 1].end()
+        g.check_alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{count} memhot reports after offset {since} "
+                               f"did not come in {timeout} s")
+        time.sleep(0.2)
+
+
+def hot_window(text, start, end):
+    """(passes, microseconds, slowest pass) of memhot's reports in
+    text[start:end]."""
+    reports = [tuple(int(x) for x in m.groups())
+               for m in HOT_RE.finditer(text, start, end)]
+    return (sum(r[0] for r in reports), sum(r[1] for r in reports),
+            max((r[2] for r in reports), default=0))
+
+
+def zap_run(run, peer, out):
+    """What deleting memslots costs the rest of a running guest: memhot
+    (bench/nested/memhot.c, started by the bench's initramfs) keeps
+    run["hot"] MiB of boot memory hot on one vCPU and reports its passes
+    every second, while the guest plugs run["plug"] and unplugs it all
+    again. The unplug's window (from the request until the device is
+    empty, plus two reports) against the steady state after the plug
+    (five reports): how much longer memhot's passes took. Stock 7.2 never
+    deletes a memslot; it pays only what the unplug itself costs the
+    guest."""
+    cg = Cgroup()
+    with peer:
+        g = inner_guest(run, peer, cg, ["-smp", "2"], initrd=run["initrd"],
+                        append=f"rdinit=/hotinit vmemhot={run['hot']}")
+        g.start(timeout=240)
+    try:
+        wait_hot(g, 0, 3, 120)
+        g.resize(run["plug"])
+        g.wait_size(run["plug"], timeout=1800)
+        steady = len(g.serial())
+        start = wait_hot(g, steady, 5, 120)
+        removed = mapped_memslots(peer, g) if peer.dynamic else 0
+        t0 = time.monotonic()
+        g.resize(0)
+        g.wait_size(0, timeout=1800)
+        took = time.monotonic() - t0
+        end = wait_hot(g, len(g.serial()), 2, 120)
+        text = g.serial()
+        base = hot_window(text, steady, start)
+        win = hot_window(text, start, end)
+        per_pass = base[1] / base[0] if base[0] else 0
+        out({"kind": "zap", "removed": removed, "unplug_s": took,
+             "base_passes": base[0], "base_us": base[1],
+             "base_max_us": base[2], "passes": win[0], "window_us": win[1],
+             "max_us": win[2], "excess_us": win[1] - win[0] * per_pass})
+    finally:
+        g.stop()
+
+
 def run_with_retry(run, peer, out):
     """Nested KVM under TCG now and then stalls an inner guest's boot: a
     run that failed is tried once more, and both outcomes are recorded."""
     body = {"baseline": baseline_run, "static": static_run,
-            "guest": guest_run}[run["kind"]]
+            "guest": guest_run, "zap": zap_run}[run["kind"]]
     try:
         body(run, peer, out)
     except Exception as e:  # pylint: disable=broad-except

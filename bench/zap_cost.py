@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""What deleting a memslot costs the rest of a running KVM guest.
+
+On x86 before Linux 6.12 (and later unless KVM_X86_QUIRK_SLOT_ZAP_ALL is
+disabled), deleting a memslot zaps the page tables of the whole VM: every
+vCPU faults its memory back in. Dynamic memslots delete one whenever the
+guest unplugs the last block of one. A running KVM guest is needed, which
+this host's KVM (kvm_pvm) cannot run, so this runs on the nested KVM host
+of bench/kvm_metadata.py (Debian's kernel under TCG, kvm_amd with NPT,
+kvm.tdp_mmu=1, SMM off).
+
+The inner guest (the test guest, 2 GiB boot memory, 2 vCPUs, a 64 GiB
+device: 1 GiB memslots) runs bench/nested/memhot.c from an initramfs
+appended to the test guest's: it writes one byte per page of 512 MiB of
+boot memory, over and over, and reports its passes every second. The
+host plugs 4 GiB, waits for five reports of steady state, then unplugs
+it all: ours and upstream 10.0.2 delete the 4 memslots on the way, stock
+7.2 none. The table gives how much longer memhot's passes took during
+the unplug than in the steady state before it ("lost"), and the slowest
+pass. Stock's figure is what the unplug costs the guest anyway (page
+migration, offlining); the difference is the memslots'.
+
+Raw records: bench/results/zap_cost.jsonl; the table on stdout
+(bench/run.sh writes it to bench/results/zap_cost.md). Fails if a
+measurement could not be taken, never on a number. Environment:
+ZAP_HOT_MIB (512), ZAP_PLUG_GIB (4).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# pylint: disable=wrong-import-position
+from kvm_metadata import (KERNEL, KVMHOST, STOCK_QEMU, WORK,  # noqa: E402
+                          guest_kernel, load, run_kvm_host)
+from peers import RESULTS, TOP  # noqa: E402
+from vmemguest import INITRD, GiB, size_str  # noqa: E402
+from need import need  # noqa: E402
+
+PEERS = ["stock 7.2", "upstream 10.0 on", "ours on"]
+DEVICE = 64 * GiB
+HOT_MIB = int(os.environ.get("ZAP_HOT_MIB", "512"))
+PLUG = int(os.environ.get("ZAP_PLUG_GIB", "4")) * GiB
+# vmemhot=MiB on the kernel command line reaches init as an environment
+# variable (no /proc to read yet)
+HOTINIT = """#!/bin/busybox sh
+# bench/zap_cost.py: memhot first, then the test guest's own /init (a
+# job in the background needs /dev/null; /init mounts /dev again)
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/memhot "$vmemhot" &
+exec /init
+"""
+
+
+def hot_initrd():
+    """The test guest's initramfs with memhot and /hotinit appended."""
+    out = os.path.join(WORK, "zap")
+    root = os.path.join(out, "root")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(os.path.join(root, "bin"))
+    subprocess.run(["gcc", "-static", "-O2", "-Wall", "-Werror", "-o",
+                    os.path.join(root, "bin", "memhot"),
+                    os.path.join(TOP, "bench", "nested", "memhot.c")],
+                   check=True)
+    with open(os.path.join(root, "hotinit"), "w", encoding="ascii") as f:
+        f.write(HOTINIT)
+    os.chmod(os.path.join(root, "hotinit"), 0o755)
+    # the kernel unpacks concatenated archives in order
+    files = subprocess.run(["find", ".", "-mindepth", "1"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout
+    cpio = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root,
+                          input=files.encode(), capture_output=True,
+                          check=True).stdout
+    extra = subprocess.run(["gzip", "-9"], input=cpio, capture_output=True,
+                           check=True).stdout
+    path = os.path.join(out, "initrd-hot.img")
+    with open(path, "wb") as f, open(INITRD, "rb") as base:
+        f.write(base.read())
+        f.write(extra)
+    return path
+
+
+def runs(initrd):
+    return [{"kind": "zap", "peer": peer, "smm": "off", "size": DEVICE,
+             "plug": PLUG, "hot": HOT_MIB, "initrd": initrd}
+            for peer in PEERS]
+
+
+def report(recs):
+    zaps = {r["peer"]: r for r in recs if r["kind"] == "zap"}
+    missing = [p for p in PEERS if p not in zaps]
+    if missing:
+        raise RuntimeError(f"zap_cost: no measurement of {missing}")
+    lines = ["## Unplug cost to the rest of a running KVM guest (nested KVM)",
+             "",
+             f"bench/zap_cost.py: the KVM host is Debian's {guest_kernel()} "
+             "kernel under TCG (kvm_amd, NPT, kvm.tdp_mmu=1, SMM off); the "
+             f"inner guest (2 vCPUs, 2 GiB boot memory, a "
+             f"{size_str(DEVICE)} device) keeps {HOT_MIB} MiB of boot "
+             "memory hot (bench/nested/memhot.c: a write per page, "
+             f"passes reported every second) while it unplugs "
+             f"{size_str(PLUG)}. Lost: how much longer its passes took "
+             "during the unplug than at the steady state's pace; "
+             "stock 7.2 deletes no memslot, so its figure is what the "
+             "unplug costs the guest anyway.", "",
+             "| QEMU | memslots deleted | unplug took | steady pass | "
+             "passes during unplug | lost | slowest pass |",
+             "|---|---|---|---|---|---|---|"]
+    for peer in PEERS:
+        r = zaps[peer]
+        pace = r["base_us"] / r["base_passes"] / 1000 if r["base_passes"] \
+            else float("nan")
+        lines.append(f"| {peer} | {r['removed']} | {r['unplug_s']:.1f} s | "
+                     f"{pace:.1f} ms | {r['passes']} | "
+                     f"{r['excess_us'] / 1e6:.2f} s | "
+                     f"{r['max_us'] / 1000:.0f} ms |")
+    return lines + [""]
+
+
+def main():
+    need("gcc", "build-essential", "cpio", "cpio", "gzip", "gzip")
+    for f in (STOCK_QEMU, KERNEL, KVMHOST, INITRD):
+        if not os.path.exists(f):
+            raise SystemExit(f"zap_cost: {f} is missing (scripts/guest.sh)")
+    os.makedirs(RESULTS, exist_ok=True)
+    os.makedirs(WORK, exist_ok=True)
+    raw = os.path.join(WORK, "zap_cost.jsonl")
+    open(raw, "w", encoding="utf-8").close()
+    run_kvm_host(1, runs(hot_initrd()), raw, name="zap")
+    recs = load(raw)
+    lines = report(recs)
+    shutil.copy(raw, os.path.join(RESULTS, "zap_cost.jsonl"))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--report":
+        print("\n".join(report(load(sys.argv[2]))))
+    else:
+        main()
