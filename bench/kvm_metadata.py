@@ -23,6 +23,8 @@ KVM_BENCH_HOST_MEM=16G, KVM_BENCH_KEEP=1 (keep the records of the other
 tdp_mmu value from an earlier run).
 """
 
+import filecmp
+import glob
 import json
 import os
 import subprocess
@@ -235,8 +237,13 @@ def plot(m, png):
 
 
 def guest_kernel():
-    return " ".join(d[len("linux-image-"):] for d in os.listdir(
-        os.path.join(TOP, "build", "guest")) if d.startswith("linux-image-"))
+    """The release of build/guest/vmlinuz (scripts/guest.sh unpacks more
+    kernels next to it, for the kernel matrix)."""
+    for path in glob.glob(os.path.join(TOP, "build", "guest", "linux-image-*",
+                                       "boot", "vmlinuz-*")):
+        if filecmp.cmp(path, KERNEL, shallow=False):
+            return os.path.basename(path)[len("vmlinuz-"):]
+    return "unknown"
 
 
 def report(recs):

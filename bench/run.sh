@@ -7,7 +7,8 @@
 # bench/results/summary.md, the raw records to bench/results/*.jsonl, the
 # plot to bench/results/kvm_metadata.png. Never fails on a number; fails
 # if a measurement could not be taken.
-# Usage: bench/run.sh [qemu_cost|plug_latency|debian_host|host_kvm|kvm_metadata]...
+# and what deleting memslots costs a running KVM guest, nested (zap_cost).
+# Usage: bench/run.sh [qemu_cost|plug_latency|debian_host|host_kvm|kvm_metadata|zap_cost]...
 #        bench/run.sh summary   (only rewrite summary.md from the parts)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +17,7 @@ need python3 python3 free procps
 "$top/scripts/peers.sh"
 "$top/scripts/guest.sh" >/dev/null
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(qemu_cost plug_latency debian_host host_kvm kvm_metadata)
+[ ${#parts[@]} -gt 0 ] || parts=(qemu_cost plug_latency debian_host host_kvm kvm_metadata zap_cost)
 [ "${parts[*]}" != summary ] || parts=()
 res="$top/bench/results"
 mkdir -p "$res"
@@ -41,7 +42,7 @@ done
     echo "host's /dev/kvm with paused VMs where it works (bench/host_kvm.py,"
     echo "which says which KVM), and nested in a TCG guest for SMM, the TDP MMU"
     echo "and running KVM guests (bench/kvm_metadata.py)."
-    for p in host_kvm kvm_metadata debian_host qemu_cost plug_latency; do
+    for p in host_kvm kvm_metadata zap_cost debian_host qemu_cost plug_latency; do
         [ -f "$res/$p.md" ] || continue
         echo
         cat "$res/$p.md"

@@ -23,7 +23,7 @@ migration, offlining); the difference is the memslots'.
 Raw records: bench/results/zap_cost.jsonl; the table on stdout
 (bench/run.sh writes it to bench/results/zap_cost.md). Fails if a
 measurement could not be taken, never on a number. Environment:
-ZAP_HOT_MIB (512), ZAP_PLUG_GIB (4).
+ZAP_HOT_MIB (512), ZAP_PLUG_GIB (4), ZAP_REPEAT (3 rounds).
 """
 
 import os
@@ -43,6 +43,7 @@ PEERS = ["stock 7.2", "upstream 10.0 on", "ours on"]
 DEVICE = 64 * GiB
 HOT_MIB = int(os.environ.get("ZAP_HOT_MIB", "512"))
 PLUG = int(os.environ.get("ZAP_PLUG_GIB", "4")) * GiB
+REPEAT = int(os.environ.get("ZAP_REPEAT", "3"))
 # vmemhot=MiB on the kernel command line reaches init as an environment
 # variable (no /proc to read yet)
 HOTINIT = """#!/bin/busybox sh
@@ -83,39 +84,60 @@ def hot_initrd():
 
 
 def runs(initrd):
+    """REPEAT rounds of every peer, interleaved: a drift of the machine's
+    pace spreads over all of them."""
     return [{"kind": "zap", "peer": peer, "smm": "off", "size": DEVICE,
-             "plug": PLUG, "hot": HOT_MIB, "initrd": initrd}
-            for peer in PEERS]
+             "plug": PLUG, "hot": HOT_MIB, "initrd": initrd, "round": n}
+            for n in range(REPEAT) for peer in PEERS]
+
+
+def spread(values, fmt):
+    """median (min-max) of values, formatted."""
+    values = sorted(values)
+    mid = values[len(values) // 2] if len(values) % 2 else \
+        (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+    if len(values) == 1:
+        return fmt(mid)
+    return f"{fmt(mid)} ({fmt(values[0])}–{fmt(values[-1])})"
 
 
 def report(recs):
-    zaps = {r["peer"]: r for r in recs if r["kind"] == "zap"}
+    zaps = {}
+    for r in recs:
+        if r["kind"] == "zap":
+            zaps.setdefault(r["peer"], []).append(r)
     missing = [p for p in PEERS if p not in zaps]
     if missing:
         raise RuntimeError(f"zap_cost: no measurement of {missing}")
+    rounds = min(len(v) for v in zaps.values())
     lines = ["## Unplug cost to the rest of a running KVM guest (nested KVM)",
              "",
              f"bench/zap_cost.py: the KVM host is Debian's {guest_kernel()} "
-             "kernel under TCG (kvm_amd, NPT, kvm.tdp_mmu=1, SMM off); the "
-             f"inner guest (2 vCPUs, 2 GiB boot memory, a "
+             "kernel under TCG (kvm_amd, NPT, kvm.tdp_mmu=1, SMM off; the "
+             "inner QEMU's memory on transparent huge pages as the kernel "
+             "gives them); the inner guest (2 vCPUs, 2 GiB boot memory, a "
              f"{size_str(DEVICE)} device) keeps {HOT_MIB} MiB of boot "
              "memory hot (bench/nested/memhot.c: a write per page, "
-             f"passes reported every second) while it unplugs "
+             "passes reported every second) while it unplugs "
              f"{size_str(PLUG)}. Lost: how much longer its passes took "
-             "during the unplug than at the steady state's pace; "
-             "stock 7.2 deletes no memslot, so its figure is what the "
-             "unplug costs the guest anyway.", "",
+             "during the unplug than at the steady state's pace just "
+             "before it. Stock 7.2 deletes no memslot, so its figure is "
+             "what the unplug costs the guest anyway. Median (min–max) of "
+             f"{rounds} rounds, the peers interleaved.", "",
              "| QEMU | memslots deleted | unplug took | steady pass | "
-             "passes during unplug | lost | slowest pass |",
-             "|---|---|---|---|---|---|---|"]
+             "lost | slowest pass |",
+             "|---|---|---|---|---|---|"]
     for peer in PEERS:
-        r = zaps[peer]
-        pace = r["base_us"] / r["base_passes"] / 1000 if r["base_passes"] \
-            else float("nan")
-        lines.append(f"| {peer} | {r['removed']} | {r['unplug_s']:.1f} s | "
-                     f"{pace:.1f} ms | {r['passes']} | "
-                     f"{r['excess_us'] / 1e6:.2f} s | "
-                     f"{r['max_us'] / 1000:.0f} ms |")
+        rs = zaps[peer]
+        lines.append(
+            f"| {peer} | {spread([r['removed'] for r in rs], str)} | "
+            f"{spread([r['unplug_s'] for r in rs], lambda v: f'{v:.1f} s')} | "
+            + spread([r["base_us"] / r["base_passes"] / 1000 for r in rs
+                      if r["base_passes"]], lambda v: f"{v:.0f} ms") + " | "
+            + spread([r["excess_us"] / 1e6 for r in rs],
+                     lambda v: f"{v:.1f} s") + " | "
+            + spread([r["max_us"] / 1000 for r in rs],
+                     lambda v: f"{v:.0f} ms") + " |")
     return lines + [""]
 
 
