@@ -113,9 +113,8 @@ def report(recs):
     lines = ["## Unplug cost to the rest of a running KVM guest (nested KVM)",
              "",
              f"bench/zap_cost.py: the KVM host is Debian's {guest_kernel()} "
-             "kernel under TCG (kvm_amd, NPT, kvm.tdp_mmu=1, SMM off; the "
-             "inner QEMU's memory on transparent huge pages as the kernel "
-             "gives them); the inner guest (2 vCPUs, 2 GiB boot memory, a "
+             "kernel under TCG (kvm_amd, NPT, kvm.tdp_mmu=1, SMM off, "
+             "transparent huge pages as Debian sets them); the inner guest (2 vCPUs, 2 GiB boot memory, a "
              f"{size_str(DEVICE)} device) keeps {HOT_MIB} MiB of boot "
              "memory hot (bench/nested/memhot.c: a write per page, "
              "passes reported every second) while it unplugs "
@@ -130,7 +129,7 @@ def report(recs):
     for peer in PEERS:
         rs = zaps[peer]
         lines.append(
-            f"| {peer} | {spread([r['removed'] for r in rs], str)} | "
+            f"| {peer} | {spread([r['removed'] for r in rs], '{:g}'.format)} | "
             f"{spread([r['unplug_s'] for r in rs], lambda v: f'{v:.1f} s')} | "
             + spread([r["base_us"] / r["base_passes"] / 1000 for r in rs
                       if r["base_passes"]], lambda v: f"{v:.0f} ms") + " | "
