@@ -101,6 +101,11 @@ def spread(values, fmt):
     return f"{fmt(mid)} ({fmt(values[0])}–{fmt(values[-1])})"
 
 
+def delta(r, stat):
+    before, after = r["kvm_before"].get(stat), r["kvm_after"].get(stat)
+    return None if before is None or after is None else after - before
+
+
 def report(recs):
     zaps = {}
     for r in recs:
@@ -110,29 +115,37 @@ def report(recs):
     if missing:
         raise RuntimeError(f"zap_cost: no measurement of {missing}")
     rounds = min(len(v) for v in zaps.values())
+    thp = sorted({r["thp"] for v in zaps.values() for r in v})
     lines = ["## Unplug cost to the rest of a running KVM guest (nested KVM)",
              "",
              f"bench/zap_cost.py: the KVM host is Debian's {guest_kernel()} "
              "kernel under TCG (kvm_amd, NPT, kvm.tdp_mmu=1, SMM off, "
-             "transparent huge pages as Debian sets them); the inner guest (2 vCPUs, 2 GiB boot memory, a "
-             f"{size_str(DEVICE)} device) keeps {HOT_MIB} MiB of boot "
-             "memory hot (bench/nested/memhot.c: a write per page, "
-             "passes reported every second) while it unplugs "
-             f"{size_str(PLUG)}. Lost: how much longer its passes took "
-             "during the unplug than at the steady state's pace just "
-             "before it. Stock 7.2 deletes no memslot, so its figure is "
-             "what the unplug costs the guest anyway. Median (min–max) of "
-             f"{rounds} rounds, the peers interleaved.", "",
-             "| QEMU | memslots deleted | unplug took | steady pass | "
-             "lost | slowest pass |",
-             "|---|---|---|---|---|---|"]
+             f"transparent huge pages: {', '.join(thp)}); the inner guest "
+             f"(2 vCPUs, 2 GiB boot memory, a {size_str(DEVICE)} device) "
+             f"keeps {HOT_MIB} MiB of boot memory hot "
+             "(bench/nested/memhot.c: a write per page, passes reported "
+             f"every second) while it unplugs {size_str(PLUG)}. Faults: "
+             "what KVM fixed during the unplug (debugfs pf_fixed; after a "
+             "zap the guest's working set faults back in); mappings: "
+             "KVM's 2 MiB / 4 KiB mappings after it. Lost: how much longer "
+             "memhot's passes took, by the wall clock, during the unplug "
+             "than at the steady pace just before it (negative: the steady "
+             "pace was the slower). Stock 7.2 deletes no memslot, so its "
+             "figures are what the unplug costs the guest anyway. Median "
+             f"(min–max) of {rounds} rounds, the peers interleaved.", "",
+             "| QEMU | memslots deleted | unplug took | faults | "
+             "mappings 2M / 4K | lost | slowest pass |",
+             "|---|---|---|---|---|---|---|"]
     for peer in PEERS:
         rs = zaps[peer]
+        faults = [delta(r, "pf_fixed") for r in rs]
+        maps = [f"{r['kvm_after'].get('pages_2m')} / "
+                f"{r['kvm_after'].get('pages_4k')}" for r in rs]
         lines.append(
             f"| {peer} | {spread([r['removed'] for r in rs], '{:g}'.format)} | "
             f"{spread([r['unplug_s'] for r in rs], lambda v: f'{v:.1f} s')} | "
-            + spread([r["base_us"] / r["base_passes"] / 1000 for r in rs
-                      if r["base_passes"]], lambda v: f"{v:.0f} ms") + " | "
+            + (spread(faults, "{:.0f}".format) if None not in faults
+               else "not read") + " | " + ", ".join(maps) + " | "
             + spread([r["excess_us"] / 1e6 for r in rs],
                      lambda v: f"{v:.1f} s") + " | "
             + spread([r["max_us"] / 1000 for r in rs],

@@ -38,8 +38,11 @@ from vmemguest import GiB, MiB, QEMUMachine, VMemGuest  # noqa: E402
 
 # The inner guest keeps the memmap of what it plugs (1.6 %) in boot memory
 BASE_RAM = 2 * GiB
-HOT_RE = re.compile(r"^HOT: passes=(\d+) total_us=(\d+) max_us=(\d+)",
-                    re.M)
+# whole lines only: the console log grows byte by byte
+HOT_RE = re.compile(r"^HOT: passes=(\d+) total_us=(\d+) max_us=(\d+) "
+                    r"wall_us=(\d+)\r?\n", re.M)
+KVM_STATS = ("pf_fixed", "pages_4k", "pages_2m", "pages_1g",
+             "remote_tlb_flush")
 NOT_METADATA = ("kernel_stack", "pagetables", "sec_pagetables", "percpu",
                 "sock")
 
@@ -167,49 +170,82 @@ def wait_hot(g, since, count, timeout):
 
 
 def hot_window(text, start, end):
-    """(passes, microseconds, slowest pass) of memhot's reports in
-    text[start:end]."""
+    """(passes, microseconds in passes, slowest pass, wall-clock
+    microseconds) of memhot's reports in text[start:end]."""
     reports = [tuple(int(x) for x in m.groups())
                for m in HOT_RE.finditer(text, start, end)]
+    if not reports or not sum(r[0] for r in reports):
+        raise RuntimeError(f"no memhot passes between {start} and {end}")
     return (sum(r[0] for r in reports), sum(r[1] for r in reports),
-            max((r[2] for r in reports), default=0))
+            max(r[2] for r in reports), sum(r[3] for r in reports))
+
+
+def kvm_stats():
+    """KVM's counters summed over every VM (debugfs, bench/nested/init);
+    pages_* are the sizes KVM maps guest memory with right now."""
+    stats = {}
+    for name in KVM_STATS:
+        try:
+            with open(f"/sys/kernel/debug/kvm/{name}", encoding="ascii") as f:
+                stats[name] = int(f.read())
+        except OSError:
+            stats[name] = None
+    return stats
+
+
+def thp_setting():
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled",
+                  encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return "absent"
 
 
 def zap_run(run, peer, out):
     """What deleting memslots costs the rest of a running guest: memhot
     (bench/nested/memhot.c, started by the bench's initramfs) keeps
-    run["hot"] MiB of boot memory hot on one vCPU and reports its passes
-    every second, while the guest plugs run["plug"] and unplugs it all
-    again. The unplug's window (from the request until the device is
-    empty, plus two reports) against the steady state after the plug
-    (five reports): how much longer memhot's passes took. Stock 7.2 never
-    deletes a memslot; it pays only what the unplug itself costs the
-    guest."""
+    run["hot"] MiB of boot memory hot and reports its passes every second,
+    while the guest plugs run["plug"] and unplugs it all again. Recorded:
+    the faults KVM fixed during the unplug (after a zap every page of the
+    guest's working set faults back in) and the page sizes KVM maps with;
+    memhot's pace during the unplug's window (from the request until the
+    device is empty, plus two reports) against the steady state after the
+    plug (five reports). Stock 7.2 never deletes a memslot; its figures
+    are what the unplug costs the guest anyway."""
     cg = Cgroup()
     with peer:
         g = inner_guest(run, peer, cg, ["-smp", "2"], initrd=run["initrd"],
                         append=f"rdinit=/hotinit vmemhot={run['hot']}")
-        g.start(timeout=240)
     try:
+        g.start(timeout=240)
         wait_hot(g, 0, 3, 120)
         g.resize(run["plug"])
         g.wait_size(run["plug"], timeout=1800)
         steady = len(g.serial())
         start = wait_hot(g, steady, 5, 120)
         removed = mapped_memslots(peer, g) if peer.dynamic else 0
+        before = kvm_stats()
         t0 = time.monotonic()
         g.resize(0)
         g.wait_size(0, timeout=1800)
         took = time.monotonic() - t0
+        after = kvm_stats()
+        left = mapped_memslots(peer, g) if peer.dynamic else 0
+        if left:
+            raise RuntimeError(f"{left} memslots still mapped after the "
+                               "unplug")
         end = wait_hot(g, len(g.serial()), 2, 120)
         text = g.serial()
         base = hot_window(text, steady, start)
         win = hot_window(text, start, end)
-        per_pass = base[1] / base[0] if base[0] else 0
+        pace = base[3] / base[0]        # wall-clock per pass, steady
         out({"kind": "zap", "removed": removed, "unplug_s": took,
+             "thp": thp_setting(), "kvm_before": before, "kvm_after": after,
              "base_passes": base[0], "base_us": base[1],
-             "base_max_us": base[2], "passes": win[0], "window_us": win[1],
-             "max_us": win[2], "excess_us": win[1] - win[0] * per_pass})
+             "base_max_us": base[2], "base_wall_us": base[3],
+             "passes": win[0], "window_us": win[1], "max_us": win[2],
+             "wall_us": win[3], "excess_us": win[3] - win[0] * pace})
     finally:
         g.stop()
 

@@ -7,7 +7,9 @@
  *
  * Usage: memhot MIB. Writes one byte per 4 KiB page of MIB MiB of
  * anonymous memory, over and over; once a second prints
- * "HOT: passes=N total_us=T max_us=M" for the passes of that second.
+ * "HOT: passes=N total_us=T max_us=M wall_us=W" for the passes of that
+ * second: their time, the slowest, and the wall-clock time since the
+ * previous report (printing included).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,11 +54,12 @@ int main(int argc, char **argv)
         total += pass;
         max = pass > max ? pass : max;
         if (now_us() - start >= 1000000) {
-            printf("HOT: passes=%lu total_us=%lld max_us=%lld\n",
-                   passes, total, max);
+            t0 = now_us();
+            printf("HOT: passes=%lu total_us=%lld max_us=%lld wall_us=%lld\n",
+                   passes, total, max, t0 - start);
             passes = 0;
             total = max = 0;
-            start = now_us();
+            start = t0;
         }
     }
 }
