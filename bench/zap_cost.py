@@ -28,6 +28,7 @@ ZAP_HOT_MIB (512), ZAP_PLUG_GIB (4), ZAP_REPEAT (3 rounds).
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -94,8 +95,7 @@ def runs(initrd):
 def spread(values, fmt):
     """median (min-max) of values, formatted."""
     values = sorted(values)
-    mid = values[len(values) // 2] if len(values) % 2 else \
-        (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+    mid = statistics.median(values)
     if len(values) == 1:
         return fmt(mid)
     return f"{fmt(mid)} ({fmt(values[0])}–{fmt(values[-1])})"

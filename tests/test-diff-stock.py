@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.join(HERE, "lib"))
 sys.path.insert(0, os.path.join(HERE, "diff-stock"))
 # pylint: disable=wrong-import-position
 from results import Results  # noqa: E402
-from stockqemu import STOCK, stock_problem, stock_version  # noqa: E402
+from stockqemu import STOCK, qemu_version, stock_problem  # noqa: E402
 from vhost_user_stub import VhostUserStub  # noqa: E402
 import scenarios  # noqa: E402
 
@@ -518,21 +518,12 @@ def check_table(res):
 
 
 # -- main -------------------------------------------------------------------
-def version(binary):
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True,
-                             text=True, timeout=30, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.splitlines()[0] if out else None
-
-
 def wait_for_ours(deadline):
     """Our binary's version, once it exists and runs (it may be being
     built); None at the deadline."""
     said = False
     while True:
-        v = os.access(OURS, os.X_OK) and version(OURS)
+        v = os.access(OURS, os.X_OK) and qemu_version(OURS)
         if v:
             return v
         if time.monotonic() > deadline:
@@ -568,7 +559,7 @@ def snapshot(snap):
             except OSError:
                 time.sleep(2)
                 continue
-            v = version(copy_path)
+            v = qemu_version(copy_path)
             if v:
                 return copy_path, built, v
         if time.monotonic() > deadline:
@@ -649,7 +640,7 @@ def main():
             res.check(False, f"our QEMU {OURS} runs",
                       f"not there or not running after {WAIT:.0f} s")
             return res.finish()
-        print(f"# stock: {STOCK}: {stock_version()}\n# ours:  {OURS} "
+        print(f"# stock: {STOCK}: {qemu_version()}\n# ours:  {OURS} "
               f"(built {ours[1]}): {ours[2]}")
         compare_all(res, ours[0])
     print(f"# duration: {time.monotonic() - started:.1f} s")

@@ -89,15 +89,11 @@ def paused(qemu, workdir, device, accel="kvm", cg=None, extra=(),
 def static_kmem(qemu, workdir, device):
     """Kernel memory of a paused KVM QEMU, in a cgroup of its own."""
     limit = hostkvm.available_limit()
-    with hostkvm.cgroup(limit) as cg:
-        try:
-            with paused(qemu, workdir, device, cg=cg) as vm:
-                vm.qmp("query-status")
-                return cg.kmem()
-        except Exception as e:
-            raise hostkvm.KVMCostError(
-                hostkvm.failure(f"{os.path.basename(qemu)} device"
-                                f"{device or ' none'}", cg, limit, e)) from e
+    name = f"{os.path.basename(qemu)} device{device or ' none'}"
+    with hostkvm.cgroup(limit) as cg, hostkvm.cost_error(name, cg, limit), \
+            paused(qemu, workdir, device, cg=cg) as vm:
+        vm.qmp("query-status")
+        return cg.kmem()
 
 
 def static_cases(res, workdir):

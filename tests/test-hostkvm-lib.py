@@ -42,7 +42,8 @@ def ours():
 
 def cleanup_cases(res):
     cases = ["a QEMU that fails to start leaves no cgroup behind",
-             "a limit the kernel refuses leaves no cgroup behind"]
+             "a limit the kernel refuses leaves no cgroup behind",
+             "a measurement's QEMU that fails is a KVMCostError naming it"]
     if os.geteuid() != 0 or hostkvm.cgroup_version() is None:
         for case in cases:
             res.skip(case, "needs root and a memory cgroup controller")
@@ -65,6 +66,21 @@ def cleanup_cases(res):
     res.check(existed and isinstance(raised, VMLaunchFailure) and not ours(),
               cases[0], f"cgroup made {existed}, raised {raised!r}, "
               f"left {ours()}")
+    raised = None
+    try:
+        limit = hostkvm.available_limit()
+        with hostkvm.cgroup(limit) as cg, \
+                hostkvm.cost_error("bad", cg, limit), \
+                hostkvm.launched(QEMUMachine(
+                    QEMU, args=["-device", "no-such-device"],
+                    wrapper=cg.wrapper, base_temp_dir=workdir,
+                    sock_dir=workdir)):
+            pass
+    except Exception as e:  # pylint: disable=broad-except
+        raised = e
+    res.check(isinstance(raised, hostkvm.KVMCostError) and
+              str(raised).startswith("bad: VMLaunchFailure") and not ours(),
+              cases[2], f"raised {raised!r}, left {ours()}")
     raised = None
     try:
         hostkvm.Cgroup(limit="not-a-number")

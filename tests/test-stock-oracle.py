@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 # pylint: disable=wrong-import-position
 from results import Results  # noqa: E402
-from stockqemu import STOCK, stock_problem, stock_version  # noqa: E402
+from stockqemu import STOCK, qemu_version, stock_problem  # noqa: E402
 from vmemguest import QEMU  # noqa: E402
 
 
@@ -24,7 +24,7 @@ def main():
     res = Results("none (--version only)")
     problem = stock_problem()
     res.check(problem is None, f"{STOCK} is Debian's QEMU 7.2 "
-              f"({stock_version() or 'absent'})", problem)
+              f"({qemu_version() or 'absent'})", problem)
     problem = stock_problem(QEMU) or ""
     res.check("has the series" in problem and "Going back" in problem,
               "our build is refused as the oracle, with the way back",

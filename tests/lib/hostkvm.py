@@ -307,32 +307,36 @@ def _migrate_into(src, workdir, name, setting):
     try:
         # "off" pays KVM for the whole device: in a cgroup with a limit,
         # a device bigger than the host fails alone, not the host
-        with cgroup(limit) as cg:
-            try:
-                with launched(QEMUMachine(QEMU, args=destination_args(args),
-                                          name=name, wrapper=cg.wrapper,
-                                          base_temp_dir=workdir,
-                                          sock_dir=workdir)) as dst:
-                    before = cg.kmem()
-                    migrate_to(src.qmp, dst, f"unix:{workdir}/{name}.sock")
-                    after = cg.kmem()
-                    tree = dst.qmp("human-monitor-command",
-                                   **{"command-line": "info mtree"})["return"]
-                    return before, after, mapped_memslots(tree)
-            except Exception as e:
-                raise KVMCostError(failure(name, cg, limit, e)) from e
+        with cgroup(limit) as cg, cost_error(name, cg, limit), \
+                launched(QEMUMachine(QEMU, args=destination_args(args),
+                                     name=name, wrapper=cg.wrapper,
+                                     base_temp_dir=workdir,
+                                     sock_dir=workdir)) as dst:
+            before = cg.kmem()
+            migrate_to(src.qmp, dst, f"unix:{workdir}/{name}.sock")
+            after = cg.kmem()
+            tree = dst.qmp("human-monitor-command",
+                           **{"command-line": "info mtree"})["return"]
+            return before, after, mapped_memslots(tree)
     finally:
         # the source stopped for the migration (or before it failed)
         src.qmp("cont")
 
 
-def failure(name, cg, limit, error):
-    """Why a QEMU in cg failed, the cgroup's OOM killer first."""
-    if cg.oom_killed():
-        return (f"{name}: KVM and QEMU needed more than the cgroup limit of "
-                f"{limit >> 20} MiB (half of the memory available; OOM "
-                f"killed)")
-    return f"{name}: {type(error).__name__}: {error}"
+@contextlib.contextmanager
+def cost_error(name, cg, limit):
+    """Turns any failure of the QEMU in cg inside the block into a
+    KVMCostError that says why, the cgroup's OOM killer first."""
+    try:
+        yield
+    except Exception as e:
+        if cg.oom_killed():
+            why = (f"KVM and QEMU needed more than the cgroup limit of "
+                   f"{limit >> 20} MiB (half of the memory available; OOM "
+                   f"killed)")
+        else:
+            why = f"{type(e).__name__}: {e}"
+        raise KVMCostError(f"{name}: {why}") from e
 
 
 def kvm_cost(src, workdir, name):

@@ -15,7 +15,7 @@ STOCK = os.path.abspath(os.environ.get("VMEM_STOCK_QEMU") or
                         "/usr/bin/qemu-system-x86_64")
 
 
-def stock_version(binary=STOCK):
+def qemu_version(binary=STOCK):
     """The first line of binary --version, "" if it does not run."""
     try:
         out = subprocess.run([binary, "--version"], capture_output=True,
@@ -30,7 +30,7 @@ def stock_problem(binary=STOCK):
     if not os.access(binary, os.X_OK):
         return (f"{binary} is missing: Debian package qemu-system-x86 "
                 "(scripts/deps.sh installs it)")
-    first = stock_version(binary)
+    first = qemu_version(binary)
     if "memslots" in first:
         return (f"{binary} has the series ({first}), not Debian's QEMU: "
                 "the tests compare with Debian's own; if make deb's "
