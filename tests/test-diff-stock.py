@@ -272,9 +272,11 @@ def run(binary, scenario, off):
     with tempfile.TemporaryDirectory(prefix="vmem-diff-") as workdir:
         subst = {"{tmp}": workdir}
         stubs = []
-        for name, memslots in scenario["vhost"].items():
+        for name, spec in scenario["vhost"].items():
             path = os.path.join(workdir, f"{name}.sock")
-            stubs.append(VhostUserStub(path, memslots))
+            # a number of memslots, or the stub's keyword arguments
+            opts = spec if isinstance(spec, dict) else {"memslots": spec}
+            stubs.append(VhostUserStub(path, **opts))
             subst["{" + name + "}"] = path
         args = shlex.split(substitute(scenario["args"], subst))
         commands = substitute(scenario["qmp"], subst)

@@ -9,7 +9,9 @@ test checks what QEMU accepts, refuses (with which error, what it warns)
 and decides (query-memory-devices' memslots) against a model of the
 rules (memslot_limit() below), also for a random sequence of plugs and
 unplugs that checks after every step that what memory devices use and
-reserve fits every vhost device's limit.
+reserve fits every vhost device's limit. A vhost-user NIC gives up only
+when its backend cannot map the reserved memslots; a backend that drops a
+connection is connected to again.
 
 The Debian host scenarios: a vhost-net-like backend with 64 regions,
 libvhost-user's 32, DPDK's 8 and a 509 one, before and after a 1 TiB
@@ -307,11 +309,31 @@ def vhost_user_net_refused(m, res):
                   "memslots is refused", "netdev_add did not answer in 30 s")
         return
     log = stderr_of(m)
-    res.check("error" in answer[0] and
-              REFUSED.format(limit=32, used=0, reserved=64) in log and
-              log.count("could not be started") == 1,
+    why = REFUSED.format(limit=32, used=0, reserved=64)
+    res.check(error(answer[0]) == "vhost-user backend 'vn' could not be "
+              f"started: {why}" and log.count(why) == 1,
               "a 32-region vhost-user NIC after a device with 64 memslots is "
-              "refused at once, with the numbers on stderr", f"{answer} {log}")
+              "refused at once, with the numbers on QMP and stderr",
+              f"{answer} {log}")
+
+
+def vhost_user_net_reconnects(m, res):
+    """Only the memslots make the NIC give up: a backend that drops the
+    first connection is connected to again, memory devices or not."""
+    r, dev = m.add_virtio_mem(64 * GiB)
+    assert "return" in r and m.memslots(dev) == 64, r
+    m.n += 1
+    path = os.path.join(m.workdir, f"vu{m.n}.sock")
+    stub = VhostUserStub(path, 509, drop_first=1)
+    m.stubs.append(stub)
+    r = m.qmp("chardev-add", id="vn", backend={"type": "socket", "data": {
+        "addr": {"type": "unix", "data": {"path": path}}, "server": False}})
+    assert "return" in r, r
+    r = m.qmp("netdev_add", type="vhost-user", id="net0", chardev="vn")
+    res.check("return" in r and stub.connections == 2,
+              "a 509-region vhost-user NIC whose backend drops the first "
+              "connection is connected to again next to a device with 64 "
+              "memslots", f"{r}, {stub.connections} connections")
 
 
 # -- Debian 12 hosts: vhost limits below 509 --------------------------------
@@ -606,7 +628,9 @@ def main():
                            ("counts survive a vhost hot-unplug",
                             counts_survive_vhost_unplug),
                            ("vhost-user NIC refused",
-                            vhost_user_net_refused)]:
+                            vhost_user_net_refused),
+                           ("vhost-user NIC reconnects",
+                            vhost_user_net_reconnects)]:
             case(res, workdir, name, body)
         for name, body in [("Debian host: vhost-net", debian_vhost_net),
                            ("Debian host: virtiofsd", debian_virtiofsd),

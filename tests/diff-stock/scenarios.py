@@ -528,6 +528,26 @@ SCENARIOS = [
       [cmd("device_del", id="dimm0"), QMD]),
 
     # -- vhost-user devices ---------------------------------------------------
+    # A backend that drops QEMU's first connection (restarting, say): 7.2
+    # connects again and runs; the series gave up after the first failure
+    # (stderr "vhost-user backend ... could not be started", status 1).
+    S("vhost-user NIC on the command line, backend drops the first "
+      "connection",
+      PC + "-m 1G -chardev socket,id=vn,path={vu1} "
+      "-netdev vhost-user,id=net0,chardev=vn",
+      vhost={"vu1": {"memslots": 32, "drop_first": 1}},
+      bugs=[bug("exit", 1)]),
+    S("vhost-user NIC over QMP, backend drops the first connection",
+      PC + "-m 1G", vhost={"vu1": {"memslots": 32, "drop_first": 1}},
+      qmp=[cmd("chardev-add", id="vn", backend={
+               "type": "socket", "data": {
+                   "addr": {"type": "unix", "data": {"path": "{vu1}"}},
+                   "server": False}}),
+           cmd("netdev_add", type="vhost-user", id="net0", chardev="vn"),
+           hmp("info network")],
+      bugs=[bug(1, {"error": {"class": "GenericError", "desc":
+                              "Device 'vhost-user' could not be "
+                              "initialized"}})]),
     S("vhost-user with 32 memslots, then virtio-mem",
       PC + "-m 1G,slots=8,maxmem=66G", vhost={"vu1": 32},
       qmp=vhost_add(1) + [

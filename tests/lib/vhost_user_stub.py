@@ -4,7 +4,9 @@ Enough of the vhost-user protocol for QEMU to initialize a vhost-user-blk
 device (features, protocol features, config space) and, the point of it,
 to learn how many memory slots the backend supports
 (VHOST_USER_GET_MAX_MEM_SLOTS). It never processes virtqueues. It accepts
-any number of connections (QEMU reconnects when device set-up fails).
+any number of connections (QEMU reconnects when device set-up fails); with
+drop_first=N it closes each of the first N connections when QEMU's first
+request arrives, as a backend that restarts during the handshake does.
 """
 
 import os
@@ -32,9 +34,11 @@ HEADER = struct.Struct("<III")
 
 
 class VhostUserStub:
-    def __init__(self, path, memslots):
+    def __init__(self, path, memslots, drop_first=0):
         self.path = path
         self.memslots = memslots
+        self.drop_first = drop_first
+        self.connections = 0
         self.requests = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
@@ -55,7 +59,9 @@ class VhostUserStub:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._session, args=(conn,),
+            self.connections += 1
+            drop = self.connections <= self.drop_first
+            threading.Thread(target=self._session, args=(conn, drop),
                              daemon=True).start()
 
     @staticmethod
@@ -78,7 +84,7 @@ class VhostUserStub:
         conn.sendall(HEADER.pack(request, FLAG_VERSION | FLAG_REPLY,
                                  len(payload)) + payload)
 
-    def _session(self, conn):
+    def _session(self, conn, drop=False):
         u64 = struct.Struct("<Q")
         answers = {
             GET_FEATURES: F_PROTOCOL_FEATURES | F_VERSION_1,
@@ -93,6 +99,8 @@ class VhostUserStub:
                     request, flags, size = HEADER.unpack(
                         self._recv_exact(conn, HEADER.size))
                     payload = self._recv_exact(conn, size) if size else b""
+                    if drop:
+                        return
                     self.requests.append(request)
                     if request in answers:
                         self._reply(conn, request, u64.pack(answers[request]))
