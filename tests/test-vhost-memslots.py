@@ -287,13 +287,17 @@ def vhost_below_used_plus_reserved(m, res):
               "is accepted", r)
 
 
-def vhost_user_net_refused(m, res):
+def vhost_user_net_refused(m, res, drop_first=0):
     """A vhost-user NIC that cannot map the reserved memslots: an error,
     not a netdev_add that retries forever (7.2's loop reconnected to the
-    backend without end)."""
+    backend without end), also when the backend dropped the connection
+    before (the wait for a connection connected again by itself)."""
     r, dev = m.add_virtio_mem(64 * GiB)
     assert "return" in r and m.memslots(dev) == 64, r
-    path = m.stub(32)
+    m.n += 1
+    path = os.path.join(m.workdir, f"vu{m.n}.sock")
+    stub = VhostUserStub(path, 32, drop_first=drop_first)
+    m.stubs.append(stub)
     r = m.qmp("chardev-add", id="vn", backend={"type": "socket", "data": {
         "addr": {"type": "unix", "data": {"path": path}}, "server": False}})
     assert "return" in r, r
@@ -303,18 +307,25 @@ def vhost_user_net_refused(m, res):
         daemon=True)
     t.start()
     t.join(30)
+    what = ("a 32-region vhost-user NIC after a device with 64 memslots" +
+            (" (the backend drops the first connection)" if drop_first
+             else ""))
     if t.is_alive():
         m.vm.kill()
-        res.check(False, "a 32-region vhost-user NIC after a device with 64 "
-                  "memslots is refused", "netdev_add did not answer in 30 s")
+        res.check(False, f"{what} is refused", "netdev_add did not answer "
+                  f"in 30 s; {stub.connections} connections")
         return
     log = stderr_of(m)
     why = REFUSED.format(limit=32, used=0, reserved=64)
     res.check(error(answer[0]) == "vhost-user backend 'vn' could not be "
-              f"started: {why}" and log.count(why) == 1,
-              "a 32-region vhost-user NIC after a device with 64 memslots is "
-              "refused at once, with the numbers on QMP and stderr",
-              f"{answer} {log}")
+              f"started: {why}" and log.count(why) == 1 and
+              stub.connections == drop_first + 1,
+              f"{what} is refused at once, with the numbers on QMP and "
+              "stderr", f"{answer} {log} {stub.connections} connections")
+
+
+def vhost_user_net_refused_after_drop(m, res):
+    vhost_user_net_refused(m, res, drop_first=1)
 
 
 def vhost_user_net_reconnects(m, res):
@@ -629,6 +640,8 @@ def main():
                             counts_survive_vhost_unplug),
                            ("vhost-user NIC refused",
                             vhost_user_net_refused),
+                           ("vhost-user NIC refused after a dropped "
+                            "connection", vhost_user_net_refused_after_drop),
                            ("vhost-user NIC reconnects",
                             vhost_user_net_reconnects)]:
             case(res, workdir, name, body)

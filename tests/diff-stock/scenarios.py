@@ -64,8 +64,10 @@ DIFFERENCES = {
         "``requested-size`` are 0 is accepted; 7.2 refuses to unplug any "
         "virtio-mem device with ``virtio based memory devices cannot be "
         "unplugged.``. Reason: the series supports hot-unplug of "
-        "virtio-mem-pci under upstream QEMU's conditions. Until the guest "
-        "ejected the device, ``requested-size`` cannot be raised "
+        "virtio-mem-pci under upstream QEMU's conditions. Until the request "
+        "ends (the guest ejects the device; on a system reset the ACPI PCI "
+        "hotplug controller ejects it, SHPC and native PCIe slots forget "
+        "the request), ``requested-size`` cannot be raised "
         "(``'requested-size' cannot change while the device is being "
         "unplugged``)."),
     "unplug-refused-message": (
@@ -154,6 +156,21 @@ def unplug_refused(at, ours=UNPLUG_UI):
 
 def unplug_allowed(at):
     return replaced("unplug-allowed", at, REFUSED_7_2, {"return": {}})
+
+
+PENDING = ("'requested-size' cannot change while the device is being "
+           "unplugged")
+
+
+def pending_resize(at):
+    """A resize to 1 GiB at `at` while the unplug request is pending."""
+    return replaced("unplug-allowed", at, {"return": {}},
+                    {"error": {"class": "GenericError", "desc": PENDING}})
+
+
+def pending_size(at):
+    """requested-size read at `at` after the refused resize."""
+    return replaced("unplug-allowed", at, {"return": GiB}, {"return": 0})
 
 
 def device_memory_flat(at, root, *ranges):
@@ -492,6 +509,31 @@ SCENARIOS = [
       [qom_get("vm0", "unplugged-inaccessible"),
        cmd("device_del", id="vm0"), QMD],
       differences=[unplug_allowed(1)]),
+    # A pending request keeps requested-size at 0 on every bus (SHPC never
+    # marked the proxy, so the resize was accepted there), and a reset
+    # that makes the slot forget the request ends it (native PCIe kept
+    # the resize refused for good)
+    S("SHPC: device_del, a resize while pending, reset, a resize",
+      PC + "-global PIIX4_PM.acpi-pci-hotplug-with-bridge-support=off "
+      "-device pci-bridge,id=br0,chassis_nr=1,shpc=on,addr=0x5 " + VM8G +
+      "-device virtio-mem-pci,id=vm0,memdev=mem0,unplugged-inaccessible=on,"
+      "bus=br0,addr=0x1",
+      [cmd("device_del", id="vm0"), qom_set("vm0", "requested-size", GiB),
+       qom_get("vm0", "requested-size"), qom_set("vm0", "requested-size", 0),
+       cmd("system_reset"), qom_set("vm0", "requested-size", GiB),
+       qom_get("vm0", "requested-size"), QMD],
+      differences=[unplug_allowed(0), pending_resize(1), pending_size(2)],
+      bugs=[bug(1, {"return": {}})]),
+    S("native PCIe: device_del, a resize while pending, reset, a resize",
+      "-M pc-q35-6.0 -device pcie-root-port,id=root0,addr=0x1,bus=pcie.0,"
+      "chassis=1 " + VM8G + "-device virtio-mem-pci,id=vm0,memdev=mem0,"
+      "unplugged-inaccessible=on,bus=root0",
+      [cmd("device_del", id="vm0"), qom_set("vm0", "requested-size", GiB),
+       qom_get("vm0", "requested-size"), cmd("system_reset"),
+       qom_set("vm0", "requested-size", GiB),
+       qom_get("vm0", "requested-size"), QMD],
+      differences=[unplug_allowed(0), pending_resize(1), pending_size(2)],
+      bugs=[bug(4, {"error": {"class": "GenericError", "desc": PENDING}})]),
     S("hot-plug on shared memory (auto is on), device_del",
       PC + "-m 1G,maxmem=5G",
       [object_add("memory-backend-memfd", "mem0", GiB),
