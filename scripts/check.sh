@@ -49,8 +49,8 @@ done < <("$top/scripts/check-series.sh" 2>&1 | grep -E '^(PASS|FAIL) ')
 
 # 3. QEMU's own test suites for x86_64 (every qtest, virtio-mem-test
 # among them, and the unit tests), as QEMU's "make check" runs them; what
-# fails runs on the unpatched base too (scripts/check-qemu-suites.sh).
-run_test qemu-suites "$top/scripts/check-qemu-suites.sh"
+# fails runs on the unpatched base too (scripts/check-qemu-suites.py).
+run_test qemu-suites "$top/scripts/check-qemu-suites.py"
 
 # 4. The project's own tests (tests/*.sh, tests/*.py with a main).
 for t in "$top"/tests/test-*; do

@@ -509,6 +509,19 @@ SCENARIOS = [
       [qom_get("vm0", "unplugged-inaccessible"),
        cmd("device_del", id="vm0"), QMD],
       differences=[unplug_allowed(1)]),
+    # Each device resets where its reset handler was registered: a loader
+    # between two devices writes into the second one's memory at reset,
+    # and the second one's unplug-all discards it again (one handler for
+    # all devices ran them both before the loader)
+    S("reset order: a loader between two devices",
+      PC + "-m 1G,maxmem=9G,slots=4 -object memory-backend-ram,id=mem0,"
+      "size=1G,reserve=off -device virtio-mem-pci,id=vm0,memdev=mem0,addr=4 "
+      "-device loader,addr=0x140000000,data=0xdeadbeef,data-len=4 "
+      "-object memory-backend-ram,id=mem1,size=1G,reserve=off "
+      "-device virtio-mem-pci,id=vm1,memdev=mem1,requested-size=2M,addr=5",
+      [hmp("xp /1wx 0x140000000"), cmd("system_reset"),
+       hmp("xp /1wx 0x140000000")],
+      bugs=[bug(0, {"return": ["0000000140000000: 0xdeadbeef", ""]})]),
     # A pending request keeps requested-size at 0 on every bus (SHPC never
     # marked the proxy, so the resize was accepted there), and a reset
     # that makes the slot forget the request ends it (native PCIe kept
