@@ -65,7 +65,7 @@ def run_mode(workdir, setting, kvm):
     t0 = time.monotonic()
     g.start()
     info = g.info()
-    slot = g.memslot_size()
+    offsets = g.memslot_offsets()
     resolved = g.qmp("qom-get", path="vm0", property="unplugged-inaccessible")
     print(f"== unplugged-inaccessible={setting or 'auto'}: resolves to "
           f"{resolved}" + (" (legacy mode)" if resolved == "off" else ""))
@@ -73,7 +73,8 @@ def run_mode(workdir, setting, kvm):
           f"{mem(g.guest_report()[0])}; device vm0: {size_str(DEVICE_SIZE)}"
           f" at {info['memaddr']:#x}, block size "
           f"{size_str(info['block-size'])}, {info['memslots']} memslots of "
-          f"{size_str(slot)}\n")
+          f"{size_str(info['min-memslot-size'])} to "
+          f"{size_str(info['max-memslot-size'])}\n")
     head = (f"{'requested':>10} {'plugged':>10} {'guest':>10} "
             f"{'took':>6} {'memslots':>9} {'mapped':>10} | "
             f"{'KVM metadata (model)':^39} | {'measured':^19} |")

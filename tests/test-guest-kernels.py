@@ -55,15 +55,15 @@ def usable_region(requested):
     return -(-size // BLOCK_SIZE) * BLOCK_SIZE
 
 
-def expected_memslots(g, addr, memslot_size, usable, legacy):
-    want = covered_memslots(g.guest_report()[1], addr, memslot_size)
+def expected_memslots(g, addr, offsets, usable, legacy):
+    want = covered_memslots(g.guest_report()[1], addr, offsets)
     if legacy:
-        want |= set(range(-(-usable // memslot_size)))
+        want |= {i for i in range(len(offsets) - 1) if offsets[i] < usable}
     return want
 
 
-def check_map(g, addr, memslot_size, usable, legacy):
-    want = expected_memslots(g, addr, memslot_size, usable, legacy)
+def check_map(g, addr, offsets, usable, legacy):
+    want = expected_memslots(g, addr, offsets, usable, legacy)
     mapped = g.mapped_memslots()
     problems = []
     if set(mapped) != want:
@@ -92,7 +92,7 @@ def run_plugging(res, kernel, legacy, workdir):
                   f"{label}: unplugged-inaccessible resolves to {resolved}",
                   "legacy mode must come from auto, as in QEMU 7.2")
         addr = g.info()["memaddr"]
-        memslot_size = g.memslot_size()
+        offsets = g.memslot_offsets()
         usable = 0
         for target in STEPS:
             what = f"{label}: requested-size {size_str(target)}"
@@ -106,7 +106,7 @@ def run_plugging(res, kernel, legacy, workdir):
             problems = []
 
             def settled(usable=usable):
-                problems[:] = check_map(g, addr, memslot_size, usable, legacy)
+                problems[:] = check_map(g, addr, offsets, usable, legacy)
                 return not problems
             try:
                 # the guest removes emptied memory blocks just after

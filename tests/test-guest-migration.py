@@ -115,9 +115,9 @@ def plugged_hash(g, spans, workdir):
 def check_mapping(res, g, kind, usable, label, spans):
     addr = g.info()["memaddr"]
     if kind == "on":
-        size = g.memslot_size()
-        want = covered_memslots(spans, addr, size) | \
-            set(range(-(-usable // size)))
+        offsets = g.memslot_offsets()
+        want = covered_memslots(spans, addr, offsets) | \
+            {i for i in range(len(offsets) - 1) if offsets[i] < usable}
         mapped = set(g.mapped_memslots())
         res.check(mapped == want,
                   f"{label}: mapped memslots {sorted(mapped)} as the legacy "

@@ -158,7 +158,7 @@ def plugged_cases(res, workdir, per_byte, why):
                     extra_args=["-cpu", cpu()])
     src.start()
     try:
-        memslot = src.memslot_size()
+        offsets = src.memslot_offsets()
         for n, step in enumerate(STEPS):
             if step:
                 src.resize(step)
@@ -166,12 +166,13 @@ def plugged_cases(res, workdir, per_byte, why):
             spans = src.guest_report()[1]
             src_slots = src.mapped_memslots()
             guest_slots = covered_memslots(spans, src.info()["memaddr"],
-                                           memslot)
+                                           offsets)
             cost_on, cost_off, dst_slots = hostkvm.kvm_cost(src, workdir,
                                                             f"step{n}")
-            expected_on = len(dst_slots) * memslot * (per_byte or 0)
+            mapped = sum(offsets[i + 1] - offsets[i] for i in dst_slots)
+            expected_on = mapped * (per_byte or 0)
             print(f"    {size_str(step)}: {len(dst_slots)} memslots of "
-                  f"{size_str(memslot)} mapped; on {mib(cost_on)} "
+                  f"{size_str(mapped)} in all mapped; on {mib(cost_on)} "
                   f"(expected {mib(expected_on)}), off {mib(cost_off)}")
             name = f"{size_str(step)} plugged"
             res.check(set(dst_slots) == set(src_slots) == guest_slots,

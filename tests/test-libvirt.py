@@ -239,7 +239,11 @@ def exercise(res, lv, xml_name, workdir):
         dom.wait(lambda: dom.guest_report() is not None, "the guest to boot")
         base = dom.guest_report()[0]
         info = [d["data"] for d in lv.qmp(name, "query-memory-devices")][0]
-        memslot = info["max-size"] // info["memslots"]
+        offsets = [0]
+        for idx in range(info["memslots"]):
+            offsets.append(offsets[-1] + lv.qmp(
+                name, "qom-get", property="size",
+                path=f"{ALIAS}/virtio-backend/memslot-{idx}[0]"))
         legacy = lv.qmp(name, "qom-get", path=ALIAS,
                         property="unplugged-inaccessible") == "off"
         res.check(legacy, f"libvirt {v}: unplugged-inaccessible resolves to "
@@ -253,10 +257,11 @@ def exercise(res, lv, xml_name, workdir):
                      dom.guest_report()[0] - base == t,
                      f"the guest to reach {target // GiB} GiB")
             spans = dom.guest_report()[1]
-            want = covered_memslots(spans, info["memaddr"], memslot)
+            want = covered_memslots(spans, info["memaddr"], offsets)
             usable = max(usable, min(info["max-size"], target + (256 << 20)))
             if legacy:
-                want |= set(range(-(-usable // memslot)))
+                want |= {i for i in range(len(offsets) - 1)
+                         if offsets[i] < usable}
             got = dom.mapped_memslots()
             res.check(got == want and
                       sum(e - s for s, e in spans) == target,

@@ -29,13 +29,13 @@ import threading
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 # pylint: disable=wrong-import-position
+import layout  # noqa: E402
 from results import Results  # noqa: E402
 from vhost_user_stub import GET_MAX_MEM_SLOTS, VhostUserStub  # noqa: E402
 from vmemguest import GiB, MiB, TiB, QEMU, QEMUMachine  # noqa: E402
 
 DEVICE_MEMORY = 64 * GiB + 1 * GiB
 SOFT_LIMIT, SAFE_MAX, MIN_SHARED = 256, 509, 4
-MIN_MEMSLOT = 1 * GiB
 SINGLE_WARNING = ("virtio-mem '{id}': 'dynamic-memslots' uses a single "
                   "memory slot: a vhost backend offers only {limit} memory "
                   "slots (for vhost-net, add 'options vhost "
@@ -69,8 +69,8 @@ def memslot_limit(max_limit, free, required, reserved, size, unused):
 
 
 def virtio_mem_memslots(size, limit, block=2 * MiB):
-    per = max(-(-(size // limit) // block) * block, block, MIN_MEMSLOT)
-    return -(-size // per)
+    """How many memslots the device's default layout uses."""
+    return len(layout.layout(size, block, limit)) - 1
 
 
 class Machine:

@@ -9,6 +9,7 @@ line, or when QEMU exits, with the guest's message (GuestError). QMP goes
 through the base tree's python/qemu machine class.
 """
 
+import bisect
 import json
 import os
 import re
@@ -193,10 +194,17 @@ class VMemGuest:
                 if d["type"] == "virtio-mem"]
         return devs[0]
 
-    def memslot_size(self):
+    def memslot_size(self, idx=0):
         return self.qmp("qom-get", property="size",
                         path="/machine/peripheral/vm0/virtio-backend/"
-                             "memslot-0[0]")
+                             f"memslot-{idx}[0]")
+
+    def memslot_offsets(self):
+        """The layout: [offset of memslot i] + [device size], from QOM."""
+        offsets = [0]
+        for idx in range(self.info()["memslots"]):
+            offsets.append(offsets[-1] + self.memslot_size(idx))
+        return offsets
 
     def plugged(self):
         return self.qmp("qom-get", path="vm0", property="size")
@@ -280,11 +288,17 @@ def mapped_memslots(tree):
     return slots
 
 
-def covered_memslots(spans, addr, memslot_size):
-    """Indexes of the memslots that the guest's spans touch."""
+def memslot_at(offsets, offset):
+    """The index of the memslot of the layout `offsets` that holds offset."""
+    return bisect.bisect_right(offsets, offset) - 1
+
+
+def covered_memslots(spans, addr, offsets):
+    """Indexes of the memslots (layout `offsets`, as memslot_offsets()
+    gives it) that the guest's spans touch."""
     idx = set()
     for start, end in spans:
-        first = (start - addr) // memslot_size
-        last = (end - 1 - addr) // memslot_size
+        first = memslot_at(offsets, start - addr)
+        last = memslot_at(offsets, end - 1 - addr)
         idx.update(range(first, last + 1))
     return idx
