@@ -8,7 +8,7 @@
 # QEMU finds its data and modules relative to the binary's location, so
 # any prefix works without reconfiguring (which would rebuild everything).
 # For a system-wide install that replaces Debian's QEMU, use make deb's
-# packages instead (README, "Debian packages").
+# packages instead (docs/packaging.md).
 # Usage: install.sh PREFIX [DESTDIR]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)

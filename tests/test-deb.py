@@ -28,7 +28,7 @@ For every package make deb builds (scripts/deb.conf, DEB_PACKAGES):
 Fails at once when build/deb is older than the series or the packaging
 (scripts/deb-inputs.sh). Skips every case, saying why, when make deb has
 not run here (it is not
-part of make check: see README, "Debian packages"). Prints one PASS/FAIL/
+part of make check: see docs/packaging.md). Prints one PASS/FAIL/
 SKIP line per check and "N passed, N failed[, N skipped]".
 """
 
@@ -55,9 +55,9 @@ FIELDS = ["Architecture", "Multi-Arch", "Section", "Priority",
 HELPS = [["-device", "help"], ["-object", "help"], ["-machine", "help"],
          ["-accel", "help"], ["-cpu", "help"]]
 MODDIR = "usr/lib/x86_64-linux-gnu/qemu"
-# What the series adds to "-device virtio-mem-pci,help" (the property of
+# What the series adds to "-device virtio-mem-pci,help" (the properties of
 # the feature, docs/system/devices/virtio-mem.rst); nothing else differs
-VIRTIO_MEM_ADDED = ["  dynamic-memslots=<bool>"]
+VIRTIO_MEM_ADDED = ["  dynamic-memslots=<bool>", "  equal-memslots=<bool>"]
 # Files of ours that Debian's packages do not have: the series' docs page
 ONLY_OURS = {"qemu-system-common": [
     "usr/share/doc/qemu-system-common/system/devices/virtio-mem.html"]}
@@ -204,9 +204,10 @@ def compare_helps(res, roots, cfg):
     key = "-M none -device virtio-mem-pci,help"
     added = sorted(set(mine[key].splitlines()) - set(theirs[key].splitlines()))
     gone = sorted(set(theirs[key].splitlines()) - set(mine[key].splitlines()))
-    res.check([a.split(" - ")[0] for a in added] == VIRTIO_MEM_ADDED and
-              not gone, "-device virtio-mem-pci,help: Debian's plus "
-              "dynamic-memslots", f"added {added}, gone {gone}")
+    res.check([a.split(" - ")[0].rstrip() for a in added] ==
+              VIRTIO_MEM_ADDED and not gone,
+              "-device virtio-mem-pci,help: Debian's plus dynamic-memslots "
+              "and equal-memslots", f"added {added}, gone {gone}")
     want = f"(Debian {cfg['DEB_VERSION']})"
     res.check(want in mine["--version"], f"--version says {want}",
               mine["--version"])
@@ -244,7 +245,7 @@ def main():
         for p in packages:
             res.skip(f"{p}: against Debian's", "no build/deb/*.deb: make deb "
                      "has not run in this checkout (it takes ~13 min cold, see "
-                     "README)")
+                     "docs/packaging.md)")
         return res.finish()
     stale = subprocess.run([os.path.join(TOP, "scripts", "deb-inputs.sh"),
                             "--check"], capture_output=True, text=True,
