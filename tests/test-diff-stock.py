@@ -16,7 +16,8 @@ Prints one PASS/FAIL line per scenario (with the differences on failure),
 the duration and "N passed, N failed". Fails at once if the stock binary
 is missing or is not Debian's (tests/lib/stockqemu.py). Environment: VMEM_QEMU (ours), VMEM_STOCK_QEMU (stock, default
 /usr/bin/qemu-system-x86_64), VMEM_DIFF_WAIT (seconds to wait for our
-binary to be built, default 1800).
+binary to be built, default 1800), VMEM_DOC (another copy of the docs,
+e.g. one whose list is being updated).
 """
 
 import concurrent.futures
@@ -52,8 +53,8 @@ OURS = os.path.abspath(os.environ.get("VMEM_QEMU") or
                                     "qemu-system-x86_64"))
 WAIT = float(os.environ.get("VMEM_DIFF_WAIT", "1800"))
 RST = os.path.join(HERE, "diff-stock", "differences.rst")
-DOC = os.path.join(BUILD, "qemu", "docs", "system", "devices",
-                   "virtio-mem.rst")
+DOC = os.environ.get("VMEM_DOC") or \
+    os.path.join(BUILD, "qemu", "docs", "system", "devices", "virtio-mem.rst")
 MARKER = ".. differences-from-7.2"
 BASE = ["-accel", "tcg", "-S", "-nodefaults", "-display", "none",
         "-qmp", "stdio"]

@@ -1,25 +1,34 @@
 #!/usr/bin/env python3
 """Live migration of a real guest between Debian's QEMU 7.2 and ours.
 
-A Debian 12 guest (TCG) with a 64 GiB virtio-mem device plugs 512 MiB and
+A Debian 12 guest (TCG) with a 1 TiB virtio-mem device plugs 512 MiB and
 writes a 32 MiB random pattern into a tmpfs file (movable pages: the
 hot-plugged memory); its /init prints the file's md5sum every ~2 s. The VM
 then hops, each hop a live migration over a UNIX socket:
 
   chain "stock": Debian's qemu-system-x86 7.2 (installed by package name,
-    no dynamic-memslots property) -> ours, dynamic-memslots=on -> stock;
-  chain "legacy": ours on -> ours off -> ours on.
+    no dynamic-memslots property) -> ours, dynamic-memslots=on (growing
+    memslots) -> stock;
+  chain "legacy": ours on -> ours off -> ours on;
+  chain "layouts": ours on (growing memslots: 219 of 128 MiB to 8 GiB) ->
+    ours on with equal-memslots=on (upstream's: 256 of 4 GiB) -> ours on,
+    with unplugged-inaccessible=on, where the mapped memslots are exactly
+    those holding plugged blocks.
 
-unplugged-inaccessible is never given: "auto" resolves to "off" for
-anonymous memory everywhere (legacy mode). For every hop: the plugged
-memory's bytes (QMP pmemsave of what the guest added) are identical on the
-paused source and the paused destination; a destination with dynamic
-memslots maps exactly what the rule says (memslots overlapping the usable
-region or holding plugged blocks), one without maps the backend whole; the
-guest carries on there (a new md5sum line equal to the first) and plugs
-512 MiB more. Before the first hop, a destination that does not match
-(ours on with unplugged-inaccessible=on) must refuse the stream with our
-message and exit, and the stock source must keep running (return-path).
+(At 1 TiB the two layouts differ; at 64 GiB both are 64 memslots of
+1 GiB.) Apart from the chain "layouts", unplugged-inaccessible is never
+given: "auto" resolves to "off" for anonymous memory everywhere (legacy
+mode). For every hop: the plugged memory's bytes (QMP pmemsave of what the
+guest added) are identical on the paused source and the paused
+destination; a destination with dynamic memslots has its own layout (the
+one tests/lib/layout.py gives for its setting, whatever the source's) and
+maps exactly what the mode's rule says with it (memslots holding plugged
+blocks, in legacy mode also those overlapping the usable region), and its
+mapped-size is the model's; one without maps the backend whole; the guest
+carries on there (a new md5sum line equal to the first) and plugs 512 MiB
+more. Before the first hop, a destination that does not match (ours on
+with unplugged-inaccessible=on) must refuse the stream with our message
+and exit, and the stock source must keep running (return-path).
 
 Prints one PASS/FAIL line per check and "N passed, N failed".
 """
@@ -30,21 +39,30 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 # pylint: disable=wrong-import-position
+import layout  # noqa: E402
 from results import Results  # noqa: E402
 from stockqemu import STOCK, stock_problem  # noqa: E402
-from vmemguest import (QEMU, GiB, MiB, GuestError,  # noqa: E402
+from vmemguest import (QEMU, MiB, TiB, GuestError,  # noqa: E402
                        VMemGuest, covered_memslots, size_str)
 
-DEVICE_SIZE = 64 * GiB
+DEVICE_SIZE = 1 * TiB
 BLOCK_SIZE = 2 * MiB
 USABLE_EXTENT = 256 * MiB
 PATTERN_MIB = 32
 FIRST_PLUG = 512 * MiB
-CHAINS = {"stock": ["stock", "on", "stock"], "legacy": ["on", "off", "on"]}
+# the memslot budget of a device that has all of device memory
+LIMIT = 256
+# name: (kinds of QEMU, unplugged-inaccessible: None is "auto")
+CHAINS = {"stock": (["stock", "on", "stock"], None),
+          "legacy": (["on", "off", "on"], None),
+          "layouts": (["on", "equal", "on"], "on")}
+DYNAMIC = ("on", "equal")
+LABELS = {"equal": "on,equal-memslots=on"}
 MISMATCH_MSG = ("virtio-mem: the guest negotiated 'unplugged-inaccessible=off'"
                 " with the source, but the destination has "
                 "'unplugged-inaccessible=on'")
@@ -59,10 +77,13 @@ def usable_region(requested):
 
 def launch(kind, workdir, name, incoming=None, ui=None):
     extra = ["-incoming", incoming] if incoming else []
-    return VMemGuest(workdir, DEVICE_SIZE, kind == "on",
+    return VMemGuest(workdir, DEVICE_SIZE, kind in DYNAMIC,
                      qemu=STOCK if kind == "stock" else QEMU,
                      name=name, dynamic_prop=kind != "stock",
                      unplugged_inaccessible=ui, extra_args=extra,
+                     block_size=BLOCK_SIZE,
+                     device_props=("equal-memslots=on",) if kind == "equal"
+                     else (),
                      append=f"vmem.pattern={PATTERN_MIB}")
 
 
@@ -112,17 +133,45 @@ def plugged_hash(g, spans, workdir):
     return h.hexdigest()
 
 
-def check_mapping(res, g, kind, usable, label, spans):
+def check_layout(res, g, kind, label):
+    """A destination lays out its memslots itself: the model's layout for
+    its own setting, whatever the source had."""
+    offsets = g.memslot_offsets()
+    model = layout.layout(DEVICE_SIZE, BLOCK_SIZE, LIMIT, kind == "equal")
+    sizes = [b - a for a, b in zip(offsets, offsets[1:])]
+    info = g.info()
+    name = layout.layout_name(DEVICE_SIZE, BLOCK_SIZE, LIMIT, kind == "equal")
+    res.check(offsets == model and
+              (info.get("min-memslot-size"), info.get("max-memslot-size")) ==
+              (min(sizes), max(sizes)),
+              f"{label}: its own layout, {name} memslots: "
+              f"{len(offsets) - 1} of {size_str(min(sizes))} to "
+              f"{size_str(max(sizes))}, as tests/lib/layout.py says",
+              f"{len(offsets) - 1} memslots, model {len(model) - 1}; "
+              f"{g.context()}")
+    return offsets
+
+
+def check_mapping(res, g, kind, state, label, spans):
     addr = g.info()["memaddr"]
-    if kind == "on":
+    usable = state["usable"] if state["legacy"] else 0
+    if kind in DYNAMIC:
         offsets = g.memslot_offsets()
         want = covered_memslots(spans, addr, offsets) | \
             {i for i in range(len(offsets) - 1) if offsets[i] < usable}
         mapped = set(g.mapped_memslots())
-        res.check(mapped == want,
-                  f"{label}: mapped memslots {sorted(mapped)} as the legacy "
-                  f"rule says (usable region {size_str(usable)})",
-                  f"want {sorted(want)}\n{g.context()}")
+        model_spans = [(s - addr, e - addr) for s, e in spans]
+        if usable:
+            model_spans.append((0, usable))
+        model = layout.mapped(offsets, model_spans)
+        got = g.info().get("mapped-size")
+        rule = (f"as the legacy rule says (usable region {size_str(usable)})"
+                if state["legacy"] else "exactly those holding plugged blocks")
+        res.check(mapped == want and got == model,
+                  f"{label}: mapped memslots {sorted(mapped)} "
+                  f"({size_str(got)}) of its layout, {rule}",
+                  f"want {sorted(want)}, mapped-size {got}, model {model}"
+                  f"\n{g.context()}")
     else:
         flat = g.flat_backend_ranges()
         res.check(flat == [(addr, addr + DEVICE_SIZE)],
@@ -164,7 +213,7 @@ def try_mismatch(res, src, workdir):
 
 def hop(res, src, kind, workdir, name, state):
     uri = f"unix:{workdir}/{name}.sock"
-    dst = launch(kind, workdir, name, incoming=uri)
+    dst = launch(kind, workdir, name, incoming=uri, ui=state["ui"])
     dst.vm.launch()
     try:
         return hop_to(res, src, dst, kind, workdir, uri, state)
@@ -174,7 +223,7 @@ def hop(res, src, kind, workdir, name, state):
 
 
 def hop_to(res, src, dst, kind, workdir, uri, state):
-    label = f"{state['label']} -> {kind}"
+    label = f"{state['label']} -> {LABELS.get(kind, kind)}"
     dst.base_memtotal = src.base_memtotal
     dst.pattern = src.pattern
     src.qmp("stop")
@@ -191,7 +240,9 @@ def hop_to(res, src, dst, kind, workdir, uri, state):
               f"status {status}, sha256 {before} != {after}")
     # the destination's guest reports with its next change: until then
     # the guest holds what it reported on the source
-    check_mapping(res, dst, kind, state["usable"], label, spans)
+    if kind in DYNAMIC:
+        check_layout(res, dst, kind, label)
+    check_mapping(res, dst, kind, state, label, spans)
     src.stop()
     dst.qmp("cont")
     md5 = wait_new_check(dst, 0)
@@ -202,17 +253,28 @@ def hop_to(res, src, dst, kind, workdir, uri, state):
     state["usable"] = max(state["usable"], usable_region(state["requested"]))
     dst.resize(state["requested"])
     dst.wait_size(state["requested"])
-    check_mapping(res, dst, kind, state["usable"],
+    check_mapping(res, dst, kind, state,
                   f"{label}: plugged {size_str(state['requested'])}",
                   dst.guest_report()[1])
-    state["label"] = kind
+    state["label"] = LABELS.get(kind, kind)
     return dst
 
 
-def run_chain(res, chain_name, kinds, workdir):
+def run_chain(res, chain_name, kinds, ui, workdir):
+    started = time.monotonic()
+    try:
+        run_hops(res, chain_name, kinds, ui, workdir)
+    finally:
+        print(f"# chain {chain_name} ({' -> '.join(kinds)}): "
+              f"{time.monotonic() - started:.0f} s")
+        sys.stdout.flush()
+
+
+def run_hops(res, chain_name, kinds, ui, workdir):
     state = {"label": kinds[0], "requested": FIRST_PLUG,
-             "usable": usable_region(FIRST_PLUG)}
-    g = launch(kinds[0], workdir, f"{chain_name}-0")
+             "usable": usable_region(FIRST_PLUG), "ui": ui,
+             "legacy": ui != "on"}
+    g = launch(kinds[0], workdir, f"{chain_name}-0", ui=ui)
     try:
         g.start()
         g.resize(FIRST_PLUG)
@@ -239,8 +301,8 @@ def main():
         return res.finish()
     workdir = tempfile.mkdtemp(prefix="vmem-mig-")
     try:
-        for name, kinds in CHAINS.items():
-            run_chain(res, name, kinds, workdir)
+        for name, (kinds, ui) in CHAINS.items():
+            run_chain(res, name, kinds, ui, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return res.finish()

@@ -34,6 +34,7 @@ BD = os.path.join(BUILD, "qemu-build")
 OURS = {
     "virtio_mem_prepare_mr", "virtio_mem_prepare_memslots",
     "virtio_mem_release_memslots", "virtio_mem_decide_memslots",
+    "virtio_mem_decide_layout",
     "virtio_mem_fill_device_info", "virtio_mem_unplug_request_check",
     "memory_devices_start_listening", "memory_device_decide_memslots",
     "vhost_dev_check_memslots", "pc_virtio_md_pci_unplug_request",

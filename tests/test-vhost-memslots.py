@@ -15,13 +15,18 @@ connection is connected to again.
 
 The Debian host scenarios: a vhost-net-like backend with 64 regions,
 libvhost-user's 32, DPDK's 8 and a 509 one, before and after a 1 TiB
-virtio-mem device.
+virtio-mem device. Every machine traces virtio_mem_decided_memslots: the
+limit a device was handed is checked against the model, and the layout
+it made of it (memslot count, smallest and largest memslot) against
+tests/lib/layout.py, growing memslots by default and upstream's equal
+ones with equal-memslots=on.
 
 Prints one PASS/FAIL line per check and "N passed, N failed".
 """
 
 import os
 import random
+import re
 import sys
 import tempfile
 import threading
@@ -32,7 +37,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import layout  # noqa: E402
 from results import Results  # noqa: E402
 from vhost_user_stub import GET_MAX_MEM_SLOTS, VhostUserStub  # noqa: E402
-from vmemguest import GiB, MiB, TiB, QEMU, QEMUMachine  # noqa: E402
+from vmemguest import (GiB, MiB, TiB, QEMU, QEMUMachine,  # noqa: E402
+                       size_str)
 
 DEVICE_MEMORY = 64 * GiB + 1 * GiB
 SOFT_LIMIT, SAFE_MAX, MIN_SHARED = 256, 509, 4
@@ -47,6 +53,9 @@ REFUSED = ("vhost backend memory slots limit ({limit}) is less than the "
            "devices ({reserved}); plug vhost devices before memory devices "
            "that use several memory slots (e.g., virtio-mem with "
            "dynamic-memslots), or raise the backend's limit")
+DECIDED_RE = re.compile(r"virtio_mem_decided_memslots limit=(\d+) "
+                        r"nb_memslots=(\d+) layout=(\w+) "
+                        r"min_size=0x([0-9a-f]+) max_size=0x([0-9a-f]+)")
 
 
 def memslot_budget(max_limit):
@@ -68,9 +77,23 @@ def memslot_limit(max_limit, free, required, reserved, size, unused):
     return max(budget * size // unused, 1)
 
 
-def virtio_mem_memslots(size, limit, block=2 * MiB):
-    """How many memslots the device's default layout uses."""
-    return len(layout.layout(size, block, limit)) - 1
+def virtio_mem_memslots(size, limit, block=2 * MiB, equal=False):
+    """How many memslots the device's layout uses."""
+    return len(layout.layout(size, block, limit, equal)) - 1
+
+
+def layout_sizes(size, limit, block=2 * MiB, equal=False):
+    """(memslots, smallest, largest) of the model's layout."""
+    offsets = layout.layout(size, block, limit, equal)
+    sizes = [b - a for a, b in zip(offsets, offsets[1:])]
+    return len(sizes), min(sizes), max(sizes)
+
+
+def decisions(log):
+    """[(limit, memslots, layout name, smallest, largest)] that the trace
+    event virtio_mem_decided_memslots printed, in order."""
+    return [(int(lim), int(n), name, int(lo, 16), int(hi, 16))
+            for lim, n, name, lo, hi in DECIDED_RE.findall(log)]
 
 
 class Machine:
@@ -91,6 +114,7 @@ class Machine:
                                     "qemu64,phys-bits=48", "-m",
                                     f"1G,slots=8,maxmem="
                                     f"{(1 * GiB + device_memory) // MiB}M",
+                                    "-trace", "virtio_mem_decided_memslots",
                                     *extra])
         if launch:
             self.vm.launch()
@@ -349,10 +373,26 @@ def vhost_user_net_reconnects(m, res):
 
 # -- Debian 12 hosts: vhost limits below 509 --------------------------------
 
-def one_tib_after(limit):
+def one_tib_limit(limit):
+    """The limit a 1 TiB device (all of device memory) is handed."""
+    return memslot_limit(limit, limit, 0, 0, 1 * TiB, 1 * TiB)
+
+
+def one_tib_after(limit, equal=False):
     """The memslots a 1 TiB device (all of device memory) decides on."""
-    return virtio_mem_memslots(1 * TiB, memslot_limit(limit, limit, 0, 0,
-                                                      1 * TiB, 1 * TiB))
+    return virtio_mem_memslots(1 * TiB, one_tib_limit(limit), equal=equal)
+
+
+def decided_as_model(res, log, what, size, limit, equal=False):
+    """The device's traced decision: the model's limit and layout."""
+    got = decisions(log)
+    n, lo, hi = layout_sizes(size, limit, equal=equal)
+    want = (limit, n, layout.layout_name(size, 2 * MiB, limit, equal), lo,
+            hi)
+    res.check(got[:1] == [want],
+              f"{what}: the trace says limit {limit}, {want[2]} layout of "
+              f"{n} memslots of {size_str(lo)} to {size_str(hi)} "
+              "(tests/lib/layout.py)", f"traced {got}, model {want}")
 
 
 def stderr_of(m):
@@ -361,23 +401,51 @@ def stderr_of(m):
 
 
 def debian_vhost_net(m, res):
-    """64 regions (vhost-net's default): 16 memslots, later 64 and 32 fit."""
+    """64 regions (vhost-net's default): a limit of 16, 15 growing
+    memslots; later 64 and 32 fit."""
     assert "return" in m.add_vhost(64)
     r, dev = m.add_virtio_mem(1 * TiB)
-    res.check("return" in r and m.memslots(dev) == one_tib_after(64) == 16,
-              "64-region vhost present: a 1 TiB virtio-mem decides on 16 "
-              "memslots of 64 GiB (a quarter of 64)",
-              f"{r} {m.info(dev)}")
-    res.check("memslots-limited-by" not in m.info(dev),
-              "  and reports no limit", m.info(dev))
+    want = one_tib_after(64)
+    info = m.info(dev)
+    res.check("return" in r and one_tib_limit(64) == 16 and
+              info.get("memslots") == want == 15 and
+              (info.get("min-memslot-size"), info.get("max-memslot-size")) ==
+              layout_sizes(1 * TiB, 16)[1:] == (1 * GiB, 128 * GiB),
+              "64-region vhost present: a 1 TiB virtio-mem gets a limit of "
+              "16 (a quarter of 64) and decides on 15 growing memslots of "
+              "1 GiB to 128 GiB", f"{r} {info}")
+    res.check("memslots-limited-by" not in info,
+              "  and reports no limit", info)
     for limit in (64, 32):
         r = m.add_vhost(limit)
         res.check("return" in r, f"  a {limit}-region vhost device "
-                  "hot-plugged after it is accepted (16 reserved fit)", r)
+                  f"hot-plugged after it is accepted ({want} reserved fit)",
+                  r)
     r = m.add_vhost(8)
-    res.check(error(r) == REFUSED.format(limit=8, used=0, reserved=16),
+    res.check(error(r) == REFUSED.format(limit=8, used=0, reserved=want),
               "  an 8-region one is refused with the numbers and what to "
               "do", r)
+    decided_as_model(res, stderr_of(m), "  64-region vhost, 1 TiB", 1 * TiB,
+                     16)
+
+
+def debian_vhost_net_equal(m, res):
+    """The same with equal-memslots=on: upstream's 16 of 64 GiB."""
+    assert "return" in m.add_vhost(64)
+    r, dev = m.add_virtio_mem(1 * TiB, **{"equal-memslots": True})
+    info = m.info(dev)
+    res.check("return" in r and info.get("memslots") ==
+              one_tib_after(64, equal=True) == 16 and
+              info.get("min-memslot-size") == info.get("max-memslot-size") ==
+              64 * GiB,
+              "64-region vhost present: a 1 TiB virtio-mem with "
+              "equal-memslots=on decides on 16 memslots of 64 GiB",
+              f"{r} {info}")
+    r = m.add_vhost(8)
+    res.check(error(r) == REFUSED.format(limit=8, used=0, reserved=16),
+              "  an 8-region vhost device is refused: 16 reserved", r)
+    decided_as_model(res, stderr_of(m), "  64-region vhost, 1 TiB, equal",
+                     1 * TiB, 16, equal=True)
 
 
 def debian_virtiofsd(m, res):
@@ -417,9 +485,11 @@ def dpdk(m, res):
 
 
 def budget_used_up(m, res):
-    """The last memslot of a 64-region host's budget: said, not silent."""
+    """The last memslot of a 64-region host's budget: said, not silent.
+    The 64 GiB device takes its whole share of 15 with equal memslots
+    (growing ones would cover it with 14 and leave 2)."""
     assert "return" in m.add_vhost(64)
-    r, big = m.add_virtio_mem(64 * GiB)
+    r, big = m.add_virtio_mem(64 * GiB, **{"equal-memslots": True})
     assert "return" in r and m.memslots(big) == 15, (r, m.info(big))
     r, dev = m.add_virtio_mem(4 * GiB)
     info = m.info(dev)
@@ -449,16 +519,41 @@ def refused_device_says_nothing(m, res):
 
 
 def vhost_509(m, res):
+    """509 regions: upstream's limit of 256; growing memslots use 219."""
     assert "return" in m.add_vhost(509)
     r, dev = m.add_virtio_mem(1 * TiB)
-    res.check("return" in r and m.memslots(dev) == one_tib_after(509) == 256,
-              "509-region vhost present: a 1 TiB virtio-mem decides on 256 "
-              "memslots, as upstream QEMU", f"{r} {m.info(dev)}")
+    info = m.info(dev)
+    res.check("return" in r and one_tib_limit(509) == 256 and
+              info.get("memslots") == one_tib_after(509) == 219 and
+              (info.get("min-memslot-size"), info.get("max-memslot-size")) ==
+              layout_sizes(1 * TiB, 256)[1:] == (128 * MiB, 8 * GiB),
+              "509-region vhost present: a 1 TiB virtio-mem gets upstream "
+              "QEMU's limit of 256 and decides on 219 growing memslots of "
+              "128 MiB to 8 GiB", f"{r} {info}")
+    decided_as_model(res, stderr_of(m), "  509-region vhost, 1 TiB", 1 * TiB,
+                     256)
+
+
+def vhost_509_equal(m, res):
+    """equal-memslots=on: 256 memslots of 4 GiB, as upstream QEMU."""
+    assert "return" in m.add_vhost(509)
+    r, dev = m.add_virtio_mem(1 * TiB, **{"equal-memslots": True})
+    info = m.info(dev)
+    res.check("return" in r and
+              info.get("memslots") == one_tib_after(509, equal=True) == 256
+              and info.get("min-memslot-size") ==
+              info.get("max-memslot-size") == 4 * GiB,
+              "509-region vhost present: a 1 TiB virtio-mem with "
+              "equal-memslots=on decides on 256 memslots of 4 GiB, as "
+              "upstream QEMU", f"{r} {info}")
+    decided_as_model(res, stderr_of(m), "  509-region vhost, 1 TiB, equal",
+                     1 * TiB, 256, equal=True)
 
 
 def cold_plugged(workdir, res):
     """The same decisions and refusals for devices on the command line."""
-    for limit, want in ((64, 16), (32, 8), (8, 1)):
+    for limit in (64, 32, 8):
+        want = one_tib_after(limit)
         m = Machine(workdir, 1 * TiB, launch=False)
         path = m.stub(limit)
         m.vm.add_args(
@@ -475,9 +570,11 @@ def cold_plugged(workdir, res):
                        in log),
                       f"cold-plugged, vhost ({limit} regions) first: 1 TiB "
                       f"virtio-mem decides on {want}", f"{got}; {log}")
+            decided_as_model(res, log, f"  cold-plugged, {limit} regions",
+                             1 * TiB, one_tib_limit(limit))
         finally:
             m.close()
-    # the other order: the memory device reserved 16, an 8-region fails
+    # the other order: the memory device reserved 15, an 8-region fails
     m = Machine(workdir, 1 * TiB, launch=False)
     paths = [m.stub(64), m.stub(8)]
     m.vm.add_args(
@@ -495,7 +592,8 @@ def cold_plugged(workdir, res):
     finally:
         for stub in m.stubs:
             stub.close()
-    res.check(rc == 1 and REFUSED.format(limit=8, used=0, reserved=16) in log,
+    res.check(rc == 1 and REFUSED.format(limit=8, used=0,
+                                         reserved=one_tib_after(64)) in log,
               "cold-plugged, an 8-region vhost device after the 1 TiB "
               "device: QEMU refuses to start with the numbers",
               f"exit {rc}: {log}")
@@ -646,8 +744,11 @@ def main():
                             vhost_user_net_reconnects)]:
             case(res, workdir, name, body)
         for name, body in [("Debian host: vhost-net", debian_vhost_net),
+                           ("Debian host: vhost-net, equal memslots",
+                            debian_vhost_net_equal),
                            ("Debian host: virtiofsd", debian_virtiofsd),
                            ("DPDK", dpdk), ("509", vhost_509),
+                           ("509, equal memslots", vhost_509_equal),
                            ("budget used up", budget_used_up),
                            ("refused device", refused_device_says_nothing)]:
             # DPDK's case adds a small device next to the 1 TiB one

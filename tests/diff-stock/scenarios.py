@@ -27,22 +27,32 @@ GiB, MiB = 1 << 30, 1 << 20
 # -- reasons: the docs' list of differences, in this order -------------------
 DIFFERENCES = {
     "property": (
-        "``virtio-mem-pci`` and ``virtio-mem`` have the new property "
-        "``dynamic-memslots`` (``false`` by default): "
-        "``device-list-properties``, ``qom-list-properties`` and "
-        "``info qtree`` list it, ``qom-get`` reads it and ``qom-set`` on a "
-        "realized device says ``Attempt to set property "
+        "``virtio-mem-pci`` and ``virtio-mem`` have the new properties "
+        "``dynamic-memslots`` and ``equal-memslots`` (both ``false`` by "
+        "default): ``device-list-properties``, ``qom-list-properties`` and "
+        "``info qtree`` list them, ``qom-get`` reads them and ``qom-set`` "
+        "on a realized device says ``Attempt to set property "
         "'dynamic-memslots' on anonymous device (type 'virtio-mem') after "
-        "it was realized``, where 7.2 answers ``Property "
-        "'virtio-mem-pci.dynamic-memslots' not found``. "
-        "Reason: it is the switch of this feature."),
+        "it was realized`` (``Attempt to set property 'equal-memslots' on "
+        "anonymous device (type 'virtio-mem') after it was realized``), "
+        "where 7.2 answers ``Property 'virtio-mem-pci.dynamic-memslots' "
+        "not found`` (``Property 'virtio-mem-pci.equal-memslots' not "
+        "found``). ``equal-memslots=on`` without ``dynamic-memslots=on`` is "
+        "refused with ``'equal-memslots' property requires "
+        "'dynamic-memslots' to be 'on'``, a value other than ``on`` and "
+        "``off`` with ``Parameter 'equal-memslots' expects 'on' or "
+        "'off'``, where 7.2 says ``Property "
+        "'virtio-mem-pci.equal-memslots' not found``. Reason: they are the "
+        "switches of this feature and of its memslot layout."),
     "qapi-fields": (
         "The QAPI schema (``query-qmp-schema``) has the optional members "
-        "``memslots``, ``mapped-memslots`` and ``memslots-limited-by`` of "
+        "``memslots``, ``mapped-memslots``, ``memslots-limited-by``, "
+        "``mapped-size``, ``min-memslot-size`` and ``max-memslot-size`` of "
         "``VirtioMEMDeviceInfo``; ``query-memory-devices`` and ``info "
         "memory-devices`` only report them for devices with "
         "``dynamic-memslots=on``. Reason: they report the memslots of "
-        "dynamic memslots."),
+        "dynamic memslots (how many, how many are mapped, the bytes mapped "
+        "and the smallest and largest memslot of the layout)."),
     "device-memory-as": (
         "Once a memory device (DIMM, virtio-mem, ...) is plugged, "
         "``info mtree`` and ``info mtree -f`` show one more address space, "
@@ -320,6 +330,40 @@ SCENARIOS = [
           replaced("property", 2, {"error": {
               "class": "GenericError", "desc": "Property 'virtio-mem."
               "dynamic-memslots' not found"}}, {"return": False})]),
+    S("bad-config: qom-set and qom-get equal-memslots",
+      Q35 + VM8G + "-device virtio-mem-pci,id=vm0,memdev=mem0",
+      [qom_set("vm0", "equal-memslots", False),
+       qom_get("vm0", "equal-memslots"),
+       qom_get("vm0/virtio-backend", "equal-memslots")],
+      differences=[
+          replaced("property", 0, "Property 'virtio-mem-pci.equal-"
+                   "memslots' not found",
+                   "Attempt to set property 'equal-memslots' on anonymous "
+                   "device (type 'virtio-mem') after it was realized",
+                   path=("error", "desc")),
+          replaced("property", 1, {"error": {
+              "class": "GenericError", "desc": "Property 'virtio-mem-pci."
+              "equal-memslots' not found"}}, {"return": False}),
+          replaced("property", 2, {"error": {
+              "class": "GenericError", "desc": "Property 'virtio-mem."
+              "equal-memslots' not found"}}, {"return": False})]),
+    S("bad-config: equal-memslots=maybe",
+      Q35 + VM8G + "-device virtio-mem-pci,memdev=mem0,equal-memslots=maybe",
+      differences=[replaced(
+          "property", "stderr",
+          "QEMU: -device virtio-mem-pci,memdev=mem0,equal-memslots=maybe: "
+          "Property 'virtio-mem-pci.equal-memslots' not found",
+          "QEMU: -device virtio-mem-pci,memdev=mem0,equal-memslots=maybe: "
+          "Parameter 'equal-memslots' expects 'on' or 'off'", path=(0,))]),
+    S("bad-config: equal-memslots=on without dynamic-memslots",
+      Q35 + VM8G + "-device virtio-mem-pci,memdev=mem0,equal-memslots=on",
+      differences=[replaced(
+          "property", "stderr",
+          "QEMU: -device virtio-mem-pci,memdev=mem0,equal-memslots=on: "
+          "Property 'virtio-mem-pci.equal-memslots' not found",
+          "QEMU: -device virtio-mem-pci,memdev=mem0,equal-memslots=on: "
+          "'equal-memslots' property requires 'dynamic-memslots' to be "
+          "'on'", path=(0,))]),
 
     # -- the new property, fields and trace events ----------------------------
     S("properties of virtio-mem-pci and virtio-mem",
@@ -335,10 +379,11 @@ SCENARIOS = [
            unordered=True)],
       differences=[
           added("property", i, {"default-value": False,
-                                "name": "dynamic-memslots", "type": "bool"})
-          for i in (0, 1)] + [
-          added("property", 2, {"name": "dynamic-memslots",
-                                "type": "bool"})]),
+                                "name": name, "type": "bool"})
+          for i in (0, 1)
+          for name in ("dynamic-memslots", "equal-memslots")] + [
+          added("property", 2, {"name": name, "type": "bool"})
+          for name in ("dynamic-memslots", "equal-memslots")]),
     S("QAPI schema of VirtioMEMDeviceInfo",
       Q35 + "-m 1G",
       [cmd("query-qmp-schema", select=[
@@ -353,7 +398,11 @@ SCENARIOS = [
                 path=("members",)),
           added("qapi-fields", 0, {"name": "memslots-limited-by",
                                    "default": None, "type": "str"},
-                path=("members",))]),
+                path=("members",))] + [
+          added("qapi-fields", 0, {"name": name, "default": None,
+                                   "type": "int"}, path=("members",))
+          for name in ("mapped-size", "min-memslot-size",
+                       "max-memslot-size")]),
     S("trace events of memory devices",
       Q35 + "-m 1G",
       [cmd("trace-event-get-state", name="virtio_mem_*", unordered=True),
@@ -386,6 +435,8 @@ SCENARIOS = [
        qom_get("vm1", "unplugged-inaccessible")],
       differences=[
           added("property", 5, "            dynamic-memslots = false",
+                count=2),
+          added("property", 5, "            equal-memslots = false",
                 count=2),
           device_memory_flat(
               3, "device-memory",

@@ -62,6 +62,17 @@ def layout(region, block, limit, equal=False):
     return offsets
 
 
+def layout_name(region, block, limit, equal=False):
+    """The name the device's trace event gives the layout it decides on:
+    "equal" when asked for, or when growing memslots do not fit."""
+    limit = max(limit, 1)
+    eq = equal_size(region, block, limit)
+    if equal or lay_out(region, block, eq, align_up(MIN_MEMSLOT, block),
+                        2 * eq, MAX_GROWTH, limit) is None:
+        return "equal"
+    return "growing"
+
+
 def mapped(offsets, spans):
     """Bytes the memslots of `offsets` map for plugged spans (device
     offsets [start, end))."""

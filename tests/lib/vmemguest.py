@@ -63,13 +63,14 @@ def size_str(size):
 class VMemGuest:
     """One VM: base RAM, one virtio-mem device "vm0" with backend "vmem0"."""
 
-    # unplugged_inaccessible: "on", "off" or None (not given: "auto")
+    # unplugged_inaccessible: "on", "off" or None (not given: "auto");
+    # device_props: more properties of the device ("equal-memslots=on")
     # pylint: disable=too-many-arguments,too-many-locals
     def __init__(self, workdir, size, dynamic, qemu=QEMU, name="vm",
                  block_size=2 * MiB, extra_args=(), dynamic_prop=True,
                  accel="tcg", machine="q35", base_ram=BASE_RAM, wrapper=(),
                  kernel=None, initrd=None, unplugged_inaccessible="on",
-                 append="", early_args=()):
+                 append="", early_args=(), device_props=()):
         self.size = size
         self.dynamic = dynamic
         self.qemu = qemu
@@ -82,6 +83,8 @@ class VMemGuest:
             dev += f",unplugged-inaccessible={unplugged_inaccessible}"
         if dynamic_prop:
             dev += f",dynamic-memslots={'on' if dynamic else 'off'}"
+        for prop in device_props:
+            dev += f",{prop}"
         args = [
             "-machine", machine, "-accel", accel, "-nodefaults", "-no-reboot",
             "-cpu", "qemu64,phys-bits=48", "-smp", "1",
