@@ -4,7 +4,7 @@
 PREFIX ?= /usr/local
 S := scripts
 
-.PHONY: all deps base apply export qemu demo check check-series check-bisect \
+.PHONY: all deps base base-update apply export qemu demo check check-series check-bisect \
         check-asan check-fresh fuzz bench deb install clean help
 
 all: qemu
@@ -22,7 +22,9 @@ help:
 	@echo "make fuzz SECONDS=N  the virtio-mem fuzz target (libFuzzer), default 60 s"
 	@echo "make bench         benchmarks against stock 7.2 and upstream 10.0"
 	@echo "make deb          Debian's qemu 7.2 package plus the series (x86 profile)"
-	@echo "                   into build/deb/*.deb (13-20 min cold on 2 cores, docs/packaging.md)"
+	@echo "                   into build/deb/*.deb (13-20 min cold on 2 cores, docs/packaging.md);"
+	@echo "                   BASE_VERSION=1:7.2+dfsg-7+deb12uNN builds on another revision"
+	@echo "make base-update   does Debian's archive serve a newer qemu 7.2 than the base?"
 	@echo "make install PREFIX=... [DESTDIR=...]"
 
 # the project's packages, then (from the pinned source) Debian's build
@@ -69,6 +71,10 @@ check-fresh: deps
 SECONDS ?= 60
 fuzz: apply
 	$(S)/fuzz.sh $(SECONDS)
+
+# Does Debian's archive serve a newer qemu 7.2 than the pinned base?
+base-update:
+	$(S)/base-update.sh
 
 deb: deps
 	$(S)/deb.sh

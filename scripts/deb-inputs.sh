@@ -16,7 +16,11 @@ for p in patches/[0-9][0-9][0-9][0-9]-*.patch; do
     case ${p##*/} in 0000-*) ;; *) files+=("$p") ;; esac
 done
 files+=(packaging/*.patch scripts/base.conf scripts/deb.conf scripts/deb.sh)
-sum=$(for f in "${files[@]}"; do sha256sum "$f"; done | sha256sum | cut -d' ' -f1)
+# the base it is built on, too (make deb BASE_VERSION=... builds on another)
+. "$top/scripts/base.conf"
+sum=$({ echo "BASE_VERSION=$BASE_VERSION"
+        for f in "${files[@]}"; do sha256sum "$f"; done; } |
+      sha256sum | cut -d' ' -f1)
 if [ "${1:-}" = --check ]; then
     kept=$(cat build/deb/inputs.sha256 2>/dev/null || echo none)
     if [ "$kept" != "$sum" ]; then

@@ -16,7 +16,11 @@
 #   would find here but not on Debian's buildds;
 # - dpkg-buildpackage -B -us -uc -P pkg.qemu.x86-only, DEB_BUILD_OPTIONS
 #   "parallel=<cores> nocheck" (QEMU's own suite runs in make check), with
-#   ccache (build/ccache) in front of the compilers.
+#   ccache (build/ccache) in front of the compilers; then the series'
+#   virtio-mem-test on the build tree;
+# - another revision of Debian's qemu 7.2 than the pinned one:
+#   make deb BASE_VERSION=1:7.2+dfsg-7+deb12uNN (scripts/base-update.sh);
+#   a patch that no longer applies is named before anything is built.
 #
 # The .debs, .buildinfo and .changes land in build/deb/; build/deb/
 # build-time says how long the build took, build/deb/inputs.sha256 what
@@ -28,7 +32,10 @@ need dpkg-buildpackage dpkg-dev dpkg-source dpkg-dev dch devscripts \
      ccache ccache
 . "$top/scripts/base.conf"
 . "$top/scripts/deb.conf"
-"$top/scripts/fetch-base.sh"
+"$top/scripts/fetch-base.sh" --download-only
+# --apply-only: unpack and apply the series in a scratch directory, then
+# stop (tests/test-base-rebuild.sh); build/deb and build/deb-src stay
+apply_only=${1:-}
 
 out="$top/build/deb"
 upstream=${BASE_VERSION#*:}
@@ -36,9 +43,14 @@ upstream=${upstream%-*}
 # build/deb holds the results alone (what users install, what the
 # install test copies); the tree and its build are beside it
 srcdir="$top/build/deb-src"
+if [ "$apply_only" = --apply-only ]; then
+    srcdir=$(mktemp -d)
+    trap 'rm -rf "$srcdir"' EXIT
+else
+    rm -rf "$out" "$srcdir"
+    mkdir -p "$out" "$srcdir"
+fi
 src="$srcdir/$BASE_PKG-$upstream"
-rm -rf "$out" "$srcdir"
-mkdir -p "$out" "$srcdir"
 inputs=$("$top/scripts/deb-inputs.sh")
 dpkg-source --no-check -q -x "$top/build/download/$BASE_DSC" "$src" >/dev/null
 
@@ -49,6 +61,20 @@ for p in "$top"/patches/[0-9][0-9][0-9][0-9]-*.patch; do
     cp "$p" "$src/debian/patches/memslots/"
     echo "memslots/${p##*/}" >> "$src/debian/patches/series"
 done
+
+# dpkg-source applies the series now, so that a patch that no longer
+# applies to this base is named at once (not after a build's worth of log)
+if ! out=$(cd "$src" && dpkg-source --before-build . 2>&1); then
+    failed=$(sed -n 's/^dpkg-source: info: applying //p' <<<"$out" | tail -1)
+    echo "deb: ${failed:-a patch of debian/patches/series} does not apply" \
+         "to $BASE_PKG $BASE_VERSION:" >&2
+    tail -20 <<<"$out" >&2
+    exit 1
+fi
+if [ "$apply_only" = --apply-only ]; then
+    echo "deb: the series applies to $BASE_PKG $BASE_VERSION"
+    exit 0
+fi
 
 # The changelog entry, by dch, with the project's identity
 (cd "$src" &&
@@ -81,6 +107,27 @@ t0=$SECONDS
      dpkg-buildpackage -B -us -uc -P"$DEB_PROFILE") >"$srcdir/build.log" 2>&1 ||
     { tail -40 "$srcdir/build.log" >&2; exit 1; }
 took=$((SECONDS - t0))
+
+# The series' qtest on what was built, before anything lands in build/deb
+# (make check runs the rest). The build tree's binary finds firmware in
+# its qemu-bundle, where the system's firmware packages are linked.
+b="$src/b/qemu"
+fw="$b/qemu-bundle/usr/share/qemu"
+mkdir -p "$fw"
+for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu; do
+    for f in "$d"/*; do
+        [ ! -e "$f" ] || [ -e "$fw/${f##*/}" ] || ln -s "$f" "$fw/"
+    done
+done
+echo "deb: virtio-mem-test on the build of $BASE_PKG $BASE_VERSION"
+QTEST_QEMU_BINARY="$b/qemu-system-x86_64" "$b/tests/qtest/virtio-mem-test" \
+    --tap >"$srcdir/virtio-mem-test.log" 2>&1 ||
+    { grep -E '^(not ok|Bail out)|ERROR' "$srcdir/virtio-mem-test.log" |
+          head -20 >&2
+      echo "deb: virtio-mem-test failed on $BASE_PKG $BASE_VERSION" \
+           "(build/deb-src/virtio-mem-test.log)" >&2
+      exit 1; }
+grep -c '^ok ' "$srcdir/virtio-mem-test.log" | sed 's/$/ cases passed/;s/^/deb: virtio-mem-test: /'
 mv "$srcdir"/*.deb "$srcdir"/*.buildinfo "$srcdir"/*.changes "$out/"
 echo "$inputs" > "$out/inputs.sha256"
 echo "$took s, $(nproc) cores, ccache $(ccache -s 2>/dev/null |

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetch the pinned Debian source package and unpack it (Debian's patches
 # applied) into build/base-src.  Skipped when that is already done.
+# --download-only: only into build/download (make deb's own unpacking).
 #
 # apt-get source needs deb-src entries: they are derived from the
 # machine's own deb822 sources (Types: deb -> Types: deb-src) and written
@@ -14,7 +15,16 @@ dl="$top/build/download"
 src="$top/build/base-src"
 stamp="$src/.base-version"
 
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$BASE_VERSION" ]; then
+case $BASE_VERSION in
+    1:7.2+dfsg-*) ;;
+    *) echo "fetch-base: BASE_VERSION=$BASE_VERSION is not a revision of" \
+            "Debian's qemu 7.2 (scripts/base-update.sh lists those the" \
+            "archive serves)" >&2
+       exit 1 ;;
+esac
+download_only=${1:-}
+if [ -z "$download_only" ] && [ -f "$stamp" ] &&
+   [ "$(cat "$stamp")" = "$BASE_VERSION" ]; then
     exit 0
 fi
 
@@ -45,9 +55,17 @@ add_deb_src() {
 mkdir -p "$dl"
 if [ ! -f "$dl/$BASE_DSC" ]; then
     add_deb_src
-    (cd "$dl" && apt-get source -qq --download-only "$BASE_PKG=$BASE_VERSION")
+    (cd "$dl" && apt-get source -qq --download-only "$BASE_PKG=$BASE_VERSION") ||
+        { echo "fetch-base: Debian's archive does not serve $BASE_PKG" \
+               "$BASE_VERSION (scripts/base-update.sh lists what it serves)" >&2
+          exit 1; }
 fi
-echo "$BASE_DSC_SHA256  $dl/$BASE_DSC" | sha256sum -c --quiet -
+# apt checked the download against the archive's signed index; the
+# pinned base is also checked against the checksum it was pinned with
+if [ "$BASE_VERSION" = "$BASE_PINNED" ]; then
+    echo "$BASE_PINNED_DSC_SHA256  $dl/$BASE_DSC" | sha256sum -c --quiet -
+fi
+[ "$download_only" != --download-only ] || exit 0
 # dpkg-source checks the tarballs against the checksums in the pinned .dsc
 rm -rf "$src.tmp"
 dpkg-source --no-check -q -x "$dl/$BASE_DSC" "$src.tmp" >/dev/null

@@ -35,7 +35,6 @@ SKIP line per check and "N passed, N failed[, N skipped]".
 import glob
 import os
 import re
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -72,15 +71,13 @@ def only_debian(package, version):
 
 
 def conf():
-    """scripts/deb.conf and base.conf as a dict."""
-    out = {}
-    for name in ("base.conf", "deb.conf"):
-        with open(os.path.join(TOP, "scripts", name), encoding="utf-8") as f:
-            for line in f:
-                if "=" in line and not line.startswith("#"):
-                    key, value = line.strip().split("=", 1)
-                    out[key] = " ".join(shlex.split(value))
-    return out
+    """scripts/base.conf and deb.conf as a dict, as the scripts see them."""
+    script = ('. scripts/base.conf; . scripts/deb.conf; '
+              'for v in ${!BASE_*} ${!DEB_*}; do printf "%s=%s\\0" "$v" '
+              '"${!v}"; done')
+    out = subprocess.run(["bash", "-c", script], cwd=TOP, check=True,
+                         capture_output=True, text=True).stdout
+    return dict(item.split("=", 1) for item in out.split("\0") if item)
 
 
 def run(argv, env=None):

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Keeping up with Debian's updates of qemu 7.2 (docs/packaging.md):
+# - scripts/base-update.sh lists the qemu 7.2 revisions Debian's archive
+#   serves and its verdict (exit 0 up to date, 3 newer) agrees with the
+#   newest of them (dpkg --compare-versions); pinned to an older revision
+#   it says "newer" and names the newest;
+# - make deb's first stage (scripts/deb.sh --apply-only) applies the
+#   series to the pinned base, and to the previous revision the archive
+#   serves, if it really serves its files (SKIP with the reason if not);
+# - a patch that no longer applies is named, and nothing is built;
+# - BASE_VERSION that is not qemu 7.2, or that the archive does not serve,
+#   is refused with a message.
+# Copies of the scripts run in a temporary project whose build/download
+# is the real one (no download twice). Prints PASS/FAIL/SKIP lines and
+# "N passed, N failed, N skipped".
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+passed=0 failed=0 skipped=0
+check() { # ok(0/1) what [detail]
+    if [ "$1" = 0 ]; then
+        echo "PASS $2"; passed=$((passed + 1))
+    else
+        echo "FAIL $2"; [ -z "${3:-}" ] || echo "$3" | sed 's/^/    /'
+        failed=$((failed + 1))
+    fi
+}
+skip() { echo "SKIP $1: $2"; skipped=$((skipped + 1)); }
+
+tmp=$(mktemp -d /tmp/vmem-base-rebuild.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+proj="$tmp/project"
+mkdir -p "$proj/build"
+cp -a "$top/scripts" "$top/patches" "$top/packaging" "$proj/"
+mkdir -p "$top/build/download"
+ln -s "$top/build/download" "$proj/build/download"
+. "$top/scripts/base.conf"
+
+# 1. base-update's verdict against the list it prints
+out=$("$proj/scripts/base-update.sh" 2>&1); rc=$?
+mapfile -t served < <(sed -n 's/^  qemu \([^ ]*\) in .*/\1/p' <<<"$out")
+newest=""
+for v in "${served[@]}"; do
+    if [ -z "$newest" ] || dpkg --compare-versions "$v" gt "$newest"; then
+        newest=$v
+    fi
+done
+if [ -z "$newest" ]; then
+    check 1 "base-update lists the revisions the archive serves" "$out"
+elif [ "$newest" = "$BASE_PINNED" ]; then
+    check $([ $rc = 0 ] && grep -q '^up to date' <<<"$out"; echo $?) \
+        "base-update: the pinned base is the newest of ${#served[@]} served: exit 0, up to date" "$out"
+else
+    check $([ $rc = 3 ] && grep -q "^newer: qemu $newest" <<<"$out"; echo $?) \
+        "base-update: the archive serves $newest: exit 3, names it" "$out"
+fi
+older=""
+for v in "${served[@]}"; do
+    if dpkg --compare-versions "$v" lt "$newest" &&
+       { [ -z "$older" ] || dpkg --compare-versions "$v" gt "$older"; }; then
+        older=$v
+    fi
+done
+if [ -n "$older" ]; then
+    sed -i "s/^BASE_PINNED=.*/BASE_PINNED=$older/" "$proj/scripts/base.conf"
+    out=$("$proj/scripts/base-update.sh" 2>&1); rc=$?
+    check $([ $rc = 3 ] && grep -q "^newer: qemu $newest" <<<"$out" &&
+            grep -q "make deb BASE_VERSION=$newest" <<<"$out"; echo $?) \
+        "base-update pinned to $older: exit 3, names $newest and the command" "$out"
+    cp "$top/scripts/base.conf" "$proj/scripts/base.conf"
+else
+    skip "base-update pinned to an older revision" \
+         "the archive serves one qemu 7.2 revision only"
+fi
+
+# 2. The series applies to the pinned base, and to the previous revision
+out=$("$proj/scripts/deb.sh" --apply-only 2>&1)
+check $?  "the series applies to qemu $BASE_PINNED (make deb's first stage)" "$out"
+prev=""
+for v in "${served[@]}"; do
+    if dpkg --compare-versions "$v" lt "$BASE_PINNED" &&
+       { [ -z "$prev" ] || dpkg --compare-versions "$v" gt "$prev"; }; then
+        prev=$v
+    fi
+done
+if [ -z "$prev" ]; then
+    skip "the series on the previous revision" \
+         "the archive serves no qemu 7.2 older than $BASE_PINNED"
+else
+    out=$(BASE_VERSION=$prev "$proj/scripts/deb.sh" --apply-only 2>&1); rc=$?
+    if grep -q "does not serve" <<<"$out"; then
+        skip "the series on the previous revision $prev" \
+             "the archive lists it but does not serve its source files: $(grep -m1 -o 'Failed to fetch .*' <<<"$out" |
+               sed 's|http[^ ]*/||; s| *\[IP:.*||')"
+    else
+        check $rc "the series applies to qemu $prev (BASE_VERSION=$prev)" "$out"
+    fi
+fi
+
+# 3. A patch that no longer applies is named; nothing is built
+victim=$(ls "$proj"/patches/0011-*.patch)
+python3 - "$victim" <<'PY'
+import sys
+path = sys.argv[1]
+lines = open(path).read().split("\n")
+# break the first context line of the first hunk
+for i, line in enumerate(lines):
+    if line.startswith("@@"):
+        j = i + 1
+        while not lines[j].startswith(" "):
+            j += 1
+        lines[j] = " /* this line is not in the base */"
+        break
+open(path, "w").write("\n".join(lines))
+PY
+out=$("$proj/scripts/deb.sh" 2>&1); rc=$?
+check $([ $rc != 0 ] &&
+        grep -q "deb: memslots/${victim##*/} does not apply to qemu $BASE_PINNED" <<<"$out"
+        echo $?) "a patch that no longer applies: make deb names ${victim##*/}" "$out"
+check $([ ! -e "$proj/build/deb-src/build.log" ] &&
+        [ -z "$(ls "$proj"/build/deb/*.deb 2>/dev/null)" ]; echo $?) \
+    "... before the package build starts, and no package is left" \
+    "$(ls -R "$proj/build/deb" "$proj/build/deb-src" 2>&1 | head)"
+cp "$top"/patches/*.patch "$proj/patches/"
+
+# 4. Refused bases
+out=$(BASE_VERSION=1:8.0.4+dfsg-1 "$proj/scripts/deb.sh" --apply-only 2>&1); rc=$?
+check $([ $rc = 1 ] && grep -q "is not a revision of Debian's qemu 7.2" <<<"$out"; echo $?) \
+    "BASE_VERSION=1:8.0.4+dfsg-1: refused, not qemu 7.2" "$out"
+out=$(BASE_VERSION=1:7.2+dfsg-7+deb12u99 "$proj/scripts/deb.sh" --apply-only 2>&1); rc=$?
+check $([ $rc = 1 ] && grep -q "does not serve qemu 1:7.2+dfsg-7+deb12u99" <<<"$out"; echo $?) \
+    "BASE_VERSION=1:7.2+dfsg-7+deb12u99: refused, not served" "$out"
+
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ]
