@@ -135,9 +135,10 @@ def start_run(peer, size, limit):
     return rec
 
 
-def destination(peer, src, accel, name):
-    """(growth of kernel memory, mapped memslots, dirty) of a paused
-    destination of peer that src migrates into."""
+def destination(peer, src, accel, name, dirty=True):
+    """(growth of kernel memory, {index: (gpa start, gpa end)} of the
+    memslots mapped, dirty) of a paused destination of peer that src
+    migrates into; dirty: measure dirty logging (KVM only), else None."""
     try:
         with hostkvm.cgroup(hostkvm.available_limit()) as cg:
             vm, _ = launch(peer, hostkvm.destination_args(src.vm.args, accel),
@@ -148,8 +149,9 @@ def destination(peer, src, accel, name):
                 growth = cg.kmem() - before
                 tree = vm.qmp("human-monitor-command",
                               **{"command-line": "info mtree"})["return"]
-                dirty = dirty_logging(vm, cg) if accel == "kvm" else None
-                return growth, len(mapped_memslots(tree)), dirty
+                dirty = dirty_logging(vm, cg) \
+                    if accel == "kvm" and dirty else None
+                return growth, mapped_memslots(tree), dirty
             finally:
                 vm.shutdown()
     finally:
@@ -173,7 +175,8 @@ def plugged_runs(size, dynamic_peers, out):
                 tcg, tcg_slots, _ = destination(peer, src, "tcg", tag + "-t")
                 rec = {"kind": "plugged", "peer": peer.name, "size": size,
                        "plugged": step, "metadata": kvm - tcg,
-                       "memslots": slots, "memslots_tcg": tcg_slots,
+                       "memslots": len(slots),
+                       "memslots_tcg": len(tcg_slots),
                        "dirty": dirty if step == STEPS[-1] else None}
                 out(rec)
     finally:

@@ -8,7 +8,9 @@
 # plot to bench/results/kvm_metadata.png. Never fails on a number; fails
 # if a measurement could not be taken.
 # and what deleting memslots costs a running KVM guest, nested (zap_cost).
-# Usage: bench/run.sh [qemu_cost|plug_latency|debian_host|host_kvm|kvm_metadata|zap_cost]...
+# And the memslot layouts side by side (layout): what stock, upstream, ours
+# with equal and ours with growing memslots map while real guests plug.
+# Usage: bench/run.sh [qemu_cost|plug_latency|debian_host|host_kvm|kvm_metadata|zap_cost|layout]...
 #        bench/run.sh summary   (only rewrite summary.md from the parts)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,7 +19,7 @@ need python3 python3 free procps
 "$top/scripts/peers.sh"
 "$top/scripts/guest.sh" >/dev/null
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(qemu_cost plug_latency debian_host host_kvm kvm_metadata zap_cost)
+[ ${#parts[@]} -gt 0 ] || parts=(qemu_cost plug_latency debian_host host_kvm kvm_metadata zap_cost layout)
 [ "${parts[*]}" != summary ] || parts=()
 res="$top/bench/results"
 mkdir -p "$res"
@@ -42,11 +44,12 @@ done
     echo "host's /dev/kvm with paused VMs where it works (bench/host_kvm.py,"
     echo "which says which KVM), and nested in a TCG guest for SMM, the TDP MMU"
     echo "and running KVM guests (bench/kvm_metadata.py)."
-    for p in host_kvm kvm_metadata zap_cost debian_host qemu_cost plug_latency; do
+    for p in layout host_kvm kvm_metadata zap_cost debian_host qemu_cost plug_latency; do
         [ -f "$res/$p.md" ] || continue
         echo
         cat "$res/$p.md"
     done
+    [ ! -f "$res/layout.png" ] || printf '\n![Mapped memory while a guest plugs](layout.png)\n'
     [ ! -f "$res/host_kvm.png" ] || printf '\n![KVM metadata on host KVM](host_kvm.png)\n'
     [ ! -f "$res/kvm_metadata.png" ] || printf '\n![KVM metadata vs plugged memory](kvm_metadata.png)\n'
 } > "$res/summary.md"

@@ -6,7 +6,9 @@ Boots Debian's kernel under TCG with the patched QEMU and
 backend, asks the guest (over QMP, qom-set requested-size) to plug and
 unplug memory, and prints after every step what QEMU maps and what KVM
 would spend on memslot metadata for it, next to the same device with
-dynamic-memslots=off (one 1 TiB memslot, whatever is plugged). Both modes,
+dynamic-memslots=off (one 1 TiB memslot, whatever is plugged), and what
+equal memslots (upstream QEMU's layout, equal-memslots=on) would map for
+the same plugged memory (tests/lib/layout.py's model). Both modes,
 one after the other: unplugged-inaccessible=on (memslots holding plugged
 blocks are mapped), then "auto", which resolves to "off" for anonymous
 memory as in QEMU 7.2 (legacy mode for guests before Linux 5.16: memslots
@@ -29,11 +31,17 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "tests", "lib"))
 # pylint: disable=wrong-import-position
 import hostkvm  # noqa: E402
+import layout  # noqa: E402
 from vmemguest import (GiB, KiB, MiB, TiB, GuestError,  # noqa: E402
-                       VMemGuest, size_str)
+                       VMemGuest, covered_memslots, size_str)
 
 DEVICE_SIZE = 1 * TiB
+BLOCK_SIZE = 2 * MiB
 STEPS = [1 * GiB, 4 * GiB + 512 * MiB, 16 * GiB, 2 * GiB, 0]
+# The memslot limit the memory-device core hands a device that owns all
+# device memory, without KVM or vhost limits below 509: its budget
+LIMIT = 256
+USABLE_EXTENT = 256 * MiB
 
 # KVM's per-memslot metadata on x86 per GiB of memslot and address space
 # (a model after SPEC.md section 1, not a measurement): gfn_track 2 bytes
@@ -56,6 +64,37 @@ def model(mapped_bytes, per_gib, address_spaces=1):
     return mapped_bytes * per_gib // GiB * address_spaces
 
 
+def usable_region(requested, usable):
+    """QEMU's usable region after a request: requested + 256 MiB, block
+    aligned; it never shrinks while the guest's driver runs."""
+    if not requested:
+        return usable
+    size = min(DEVICE_SIZE, requested + USABLE_EXTENT)
+    return max(usable, -(-size // BLOCK_SIZE) * BLOCK_SIZE)
+
+
+def equal_mapped(g, addr, offsets, equal, usable, legacy):
+    """What equal memslots would map for the memory the guest added (its
+    memory blocks, device offsets), plus in legacy mode the usable region.
+
+    The guest removes emptied memory blocks just after an unplug: first
+    wait (up to 20 s) until the memslots ours maps are exactly those
+    holding the guest's memory, as the mode's rule says."""
+    def spans():
+        return [(s - addr, e - addr) for s, e in g.guest_report()[1]] + \
+            ([(0, usable)] if legacy and usable else [])
+
+    def settled():
+        want = covered_memslots([(s + addr, e + addr) for s, e in spans()],
+                                addr, offsets)
+        return set(g.mapped_memslots()) == want
+    try:
+        g.wait(settled, 20, "the guest's memory blocks to settle")
+    except GuestError:
+        pass    # the model then counts what the guest still reports
+    return layout.mapped(equal, spans())
+
+
 def run_mode(workdir, setting, kvm):
     # the host's CPU vendor, as qemu64 has under KVM: the same guest
     # physical layout on the KVM destinations
@@ -67,24 +106,35 @@ def run_mode(workdir, setting, kvm):
     info = g.info()
     offsets = g.memslot_offsets()
     resolved = g.qmp("qom-get", path="vm0", property="unplugged-inaccessible")
+    legacy = resolved == "off"
+    addr = info["memaddr"]
+    equal = layout.layout(DEVICE_SIZE, BLOCK_SIZE, LIMIT, equal=True)
+    ours_model = layout.layout(DEVICE_SIZE, BLOCK_SIZE, LIMIT)
     print(f"== unplugged-inaccessible={setting or 'auto'}: resolves to "
-          f"{resolved}" + (" (legacy mode)" if resolved == "off" else ""))
+          f"{resolved}" + (" (legacy mode)" if legacy else ""))
     print(f"guest booted in {time.monotonic() - t0:.1f} s: MemTotal "
           f"{mem(g.guest_report()[0])}; device vm0: {size_str(DEVICE_SIZE)}"
           f" at {info['memaddr']:#x}, block size "
           f"{size_str(info['block-size'])}, {info['memslots']} memslots of "
           f"{size_str(info['min-memslot-size'])} to "
-          f"{size_str(info['max-memslot-size'])}\n")
+          f"{size_str(info['max-memslot-size'])}")
+    print(f"equal memslots (upstream's layout) for the same limit "
+          f"({LIMIT}), region and block size: {len(equal) - 1} of "
+          f"{size_str(equal[1])}; tests/lib/layout.py's model "
+          + ("reproduces ours" if ours_model == offsets else
+             "differs from ours (the column assumes a limit of "
+             f"{LIMIT})") + "\n")
     head = (f"{'requested':>10} {'plugged':>10} {'guest':>10} "
-            f"{'took':>6} {'memslots':>9} {'mapped':>10} | "
+            f"{'took':>6} {'memslots':>9} {'mapped':>10} {'equal':>10} | "
             f"{'KVM metadata (model)':^39} | {'measured':^19} |")
     sub = (f"{'':>10} {'':>10} {'MemTotal':>10} {'':>6} "
-           f"{'mapped':>9} {'memory':>10} | "
+           f"{'mapped':>9} {'memory':>10} {'would map':>10} | "
            f"{'TDP MMU':>8} {'shadow,SMM':>11} | {'off: TDP':>8} "
            f"{'shadow,SMM':>10} | {'on':>9} {'off':>9} |")
     print(head)
     print(sub)
     print("-" * len(sub))
+    usable = 0
     try:
         for target in [0] + STEPS:
             t0 = time.monotonic()
@@ -92,6 +142,8 @@ def run_mode(workdir, setting, kvm):
                 g.resize(target)
                 g.wait_size(target, timeout=120)
             took = time.monotonic() - t0
+            usable = usable_region(target, usable)
+            eq_bytes = equal_mapped(g, addr, offsets, equal, usable, legacy)
             mapped = g.mapped_memslots()
             mapped_bytes = sum(e - s for s, e in mapped.values())
             measured = ("-", "-")
@@ -105,7 +157,7 @@ def run_mode(workdir, setting, kvm):
             print(f"{size_str(target) if target else '0':>10} "
                   f"{mem(g.plugged()):>10} {mem(g.guest_report()[0]):>10} "
                   f"{took:5.1f}s {len(mapped):>4}/{info['memslots']:<4} "
-                  f"{mem(mapped_bytes):>10} | "
+                  f"{mem(mapped_bytes):>10} {mem(eq_bytes):>10} | "
                   f"{mem(model(mapped_bytes, TDP_PER_GIB)):>8} "
                   f"{mem(model(mapped_bytes, SHADOW_PER_GIB, 2)):>11} | "
                   f"{mem(model(DEVICE_SIZE, TDP_PER_GIB)):>8} "
@@ -131,6 +183,9 @@ def main():
             run_mode(workdir, setting, kvm)
     print("The guests are shut down. 'off' is the same device with "
           "dynamic-memslots=off: one 1 TiB memslot, mapped whole.")
+    print("'equal would map': equal memslots (upstream QEMU's layout) for "
+          "the memory blocks the guest added (legacy mode: and the usable "
+          "region), by tests/lib/layout.py's model.")
     print("Model: per GiB of memslot and address space, gfn_track 512 KiB + "
           "lpage_info 2 KiB; the shadow MMU adds rmap 2 MiB; SMM doubles.")
     return 0
