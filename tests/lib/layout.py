@@ -4,7 +4,8 @@ What the device decides from the limit the memory device core hands it,
 the region size and the block size (SPEC section 4, QEMU's
 virtio_mem_decide_layout()): equal memslots, as upstream QEMU has them,
 or (the default) memslots that grow with the offset, cut at the
-boundaries of equal memslots unless they cover whole ones. Offsets are a
+boundaries of equal memslots unless they cover whole ones, taking along
+what would be left before a boundary if it is smaller than the first. Offsets are a
 list: memslot i covers [offsets[i], offsets[i+1]).
 """
 
@@ -24,12 +25,14 @@ def equal_size(region, block, limit):
 
 
 def _next(region, block, eq, first, max_size, growth, offset):
-    size = align_up(offset // GROWTH_UNIT * growth, block)
-    size = min(max(size, first), max_size)
-    end = offset + min(size, region - offset)
+    grown = align_up(offset // GROWTH_UNIT * growth, block)
     boundary = (offset // eq + 1) * eq
+    end = offset + min(min(max(grown, first), max_size), region - offset)
     if end > boundary:
         end = end // eq * eq if offset % eq == 0 else boundary
+    elif boundary <= region and boundary - end < first and \
+            boundary - offset <= grown + first:
+        end = boundary
     return min(end, region)
 
 
