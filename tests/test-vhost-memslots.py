@@ -519,17 +519,17 @@ def refused_device_says_nothing(m, res):
 
 
 def vhost_509(m, res):
-    """509 regions: upstream's limit of 256; growing memslots use 219."""
+    """509 regions: upstream's limit of 256; growing memslots use 205."""
     assert "return" in m.add_vhost(509)
     r, dev = m.add_virtio_mem(1 * TiB)
     info = m.info(dev)
     res.check("return" in r and one_tib_limit(509) == 256 and
-              info.get("memslots") == one_tib_after(509) == 219 and
+              info.get("memslots") == one_tib_after(509) == 205 and
               (info.get("min-memslot-size"), info.get("max-memslot-size")) ==
-              layout_sizes(1 * TiB, 256)[1:] == (128 * MiB, 8 * GiB),
+              layout_sizes(1 * TiB, 256)[1:] == (1 * GiB, 8 * GiB),
               "509-region vhost present: a 1 TiB virtio-mem gets upstream "
-              "QEMU's limit of 256 and decides on 219 growing memslots of "
-              "128 MiB to 8 GiB", f"{r} {info}")
+              "QEMU's limit of 256 and decides on 205 growing memslots of "
+              "1 to 8 GiB", f"{r} {info}")
     decided_as_model(res, stderr_of(m), "  509-region vhost, 1 TiB", 1 * TiB,
                      256)
 
