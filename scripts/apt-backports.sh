@@ -9,8 +9,8 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 dir="$top/build/apt-backports"
-mkdir -p "$dir/etc/sources.list.d" "$dir/etc/preferences.d" \
-         "$dir/state/lists/partial" "$dir/cache/archives/partial"
+. "$top/scripts/apt-private.sh"
+apt_private "$dir" /var/lib/dpkg/status
 for f in /etc/apt/sources.list.d/*.sources; do
     [ -f "$f" ] || continue
     sed -E 's/^(Suites:.*\b([a-z]+)-updates\b.*)$/\1 \2-backports/' "$f" \
@@ -28,16 +28,6 @@ codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
         echo "Pin-Priority: 990"
     done
 } > "$dir/etc/preferences.d/backports"
-cat > "$dir/apt.conf" <<CONF
-Dir::State "$dir/state";
-Dir::State::status "/var/lib/dpkg/status";
-Dir::Cache "$dir/cache";
-Dir::Etc::SourceParts "$dir/etc/sources.list.d";
-Dir::Etc::SourceList "/dev/null";
-Dir::Etc::PreferencesParts "$dir/etc/preferences.d";
-Dir::Etc::Preferences "/dev/null";
-APT::Sandbox::User "root";
-CONF
 if [ -z "$(find "$dir/state/lists" -name '*backports*Packages*' -mtime -1 2>/dev/null)" ]; then
     APT_CONFIG="$dir/apt.conf" apt-get update -qq >&2
 fi

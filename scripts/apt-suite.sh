@@ -17,9 +17,8 @@ suite=${1:?usage: apt-suite.sh SUITE}
     { echo "apt-suite: '$suite' is not a suite name" >&2; exit 2; }
 codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
 dir="$top/build/apt-suite-$suite"
-mkdir -p "$dir/etc/sources.list.d" "$dir/etc/preferences.d" \
-         "$dir/state/lists/partial" "$dir/cache/archives/partial"
-: > "$dir/status"
+. "$top/scripts/apt-private.sh"
+apt_private "$dir"
 
 # The first "Types: deb" stanza that lists the machine's own release
 src="$dir/etc/sources.list.d/$suite.sources"
@@ -49,16 +48,6 @@ awk -v codename="$codename" -v suite="$suite" '
            "/etc/apt/sources.list.d/*.sources" >&2; exit 1; }
 mv "$src.tmp" "$src"
 
-cat > "$dir/apt.conf" <<CONF
-Dir::State "$dir/state";
-Dir::State::status "$dir/status";
-Dir::Cache "$dir/cache";
-Dir::Etc::SourceParts "$dir/etc/sources.list.d";
-Dir::Etc::SourceList "/dev/null";
-Dir::Etc::PreferencesParts "$dir/etc/preferences.d";
-Dir::Etc::Preferences "/dev/null";
-APT::Sandbox::User "root";
-CONF
 if [ -z "$(find "$dir/state/lists" -name "*_dists_${suite}_*Packages*" -mtime -1 2>/dev/null)" ]; then
     APT_CONFIG="$dir/apt.conf" apt-get update -qq >&2
 fi

@@ -14,9 +14,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 need apt-get apt awk mawk dpkg dpkg
 . "$top/scripts/base.conf"
 dir="$top/build/apt-base"
-mkdir -p "$dir/etc/sources.list.d" "$dir/state/lists/partial" \
-         "$dir/cache/archives/partial"
-: > "$dir/status"
+. "$top/scripts/apt-private.sh"
+apt_private "$dir"
 src="$dir/etc/sources.list.d/base.sources"
 # Every "Types: deb" stanza of the machine, as deb-src
 for f in /etc/apt/sources.list.d/*.sources; do
@@ -32,16 +31,6 @@ grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
     { echo "base-update: no apt sources of type deb on this machine" >&2
       exit 1; }
 mv "$src.tmp" "$src"
-cat > "$dir/apt.conf" <<CONF
-Dir::State "$dir/state";
-Dir::State::status "$dir/status";
-Dir::Cache "$dir/cache";
-Dir::Etc::SourceParts "$dir/etc/sources.list.d";
-Dir::Etc::SourceList "/dev/null";
-Dir::Etc::PreferencesParts "$dir/etc/preferences.d";
-Dir::Etc::Preferences "/dev/null";
-APT::Sandbox::User "root";
-CONF
 export APT_CONFIG="$dir/apt.conf"
 apt-get update -qq >&2 ||
     { echo "base-update: apt-get update failed (see above)" >&2; exit 1; }
