@@ -49,7 +49,8 @@ f. Plug and unplug latency of both layouts: the seconds from qom-set until
 Prints the Markdown tables; raw records go to bench/results/layout.jsonl,
 the plot to bench/results/layout.png. Fails if a measurement could not be
 taken; never on a number. LAYOUT_SIZES="1T" measures fewer device sizes;
-bench/layout.py --report FILE renders the tables of an earlier run.
+bench/layout.py --report FILE renders the tables of an earlier run,
+--redo-qtest FILE measures (d) again into it.
 """
 
 import importlib.util
@@ -587,9 +588,9 @@ def part_d(res):
              f"`virtio-mem-test -p .../plug-in-order` (and `legacy/`) "
              f"with seed {recs[0]['seed']}: a 1 TiB device, a budget of "
              "256, a qtest guest plugging and unplugging toward random "
-             "requested sizes up to 256 GiB in 1000 steps (the steps "
-             "column counts those that plugged or unplugged with memory "
-             "plugged). Ratios over those steps of mapped / plugged "
+             "requested sizes up to 256 GiB with 1000 plug and unplug "
+             "requests (the steps column counts those after which memory "
+             "was plugged). Ratios over those steps of mapped / plugged "
              "(legacy: mapped / usable region); the "
              "growing layout is the device's own (the test checks QMP's "
              "mapped-size against its model every step), equal is the "
@@ -731,6 +732,41 @@ def plot(res, png):
     subprocess.run(["gnuplot"], input="\n".join(cmds), text=True, check=True)
 
 
+def part_g(res):
+    """How many memslots each layout maps: every map and unmap is a KVM
+    memslot update (and, before Linux 6.12, deleting one zaps all of the
+    guest's shadow pages: see docs/benchmarks.md)."""
+    lines = ["### (g) Memslots mapped at each step, and memslot updates", "",
+             "The same runs as (a) and (b): the memslots ours maps (QMP "
+             "mapped-memslots); in parentheses, the memslots mapped or "
+             "unmapped since the previous step (KVM memslot updates, each "
+             "~1 ms of QEMU and KVM; deleting a memslot zaps the guest's "
+             "shadow pages before Linux 6.12). Growing memslots are smaller "
+             "at the bottom, so they map and unmap more of them for the "
+             "same memory.", "",
+             "| device | layout | " + " | ".join(
+                 step_label(i) for i in range(len(STEPS))) + " |",
+             "|---|---|" + "---:|" * len(STEPS)]
+    for part, size in [("a", s) for s in res.sizes("a")] + \
+            [("b", VHOST_SIZE)]:
+        for name in (EQUAL, GROWING):
+            qemu = run_of(res, part, size, name)
+            cells, last = [], 0
+            for index in range(len(STEPS)):
+                step = res.one("step", part=part, size=size, qemu=qemu,
+                               index=index)
+                if step is None:
+                    cells.append("–")
+                    continue
+                n = step["memslots_mapped"]
+                cells.append(f"{n} ({abs(n - last)})")
+                last = n
+            where = human(size) + (f", {VHOST_REGIONS}-region vhost"
+                                   if part == "b" else "")
+            lines.append(f"| {where} | {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def render(recs, png):
     res = Results(recs)
     plot(res, png)
@@ -743,7 +779,7 @@ def render(recs, png):
              "base RAM 2 GiB; the virtio-mem device owns all memory-device "
              "space (budget 256).", ""]
     lines += part_a(res) + part_b(res) + part_c(res) + part_d(res) + \
-        part_e(res) + part_f(res)
+        part_e(res) + part_f(res) + part_g(res)
     lines += [f"The plot of (a): bench/results/{os.path.basename(png)}.",
               ""]
     took = res.meta.get("took")
@@ -788,16 +824,28 @@ def main():
     return 0
 
 
-def report(path):
-    """Tables and plot of an earlier run's records."""
+def report(path, redo_qtest=False):
+    """Tables and plot of an earlier run's records; with redo_qtest, (d)
+    measured again (the qtest alone, seconds) into those records."""
     with open(path, encoding="utf-8") as f:
         recs = [json.loads(line) for line in f]
     os.makedirs(WORK, exist_ok=True)
+    if redo_qtest:
+        kvm = hostkvm.probe()
+        bench = Bench(kvm)
+        bench.recs = [r for r in recs if r.get("kind") != "qtest"]
+        t0 = time.monotonic()
+        bench.qtest()
+        for r in bench.recs:
+            if r.get("kind") == "meta":
+                r.setdefault("took", {})["(d) qtest"] = time.monotonic() - t0
+        recs = bench.recs
+        save_jsonl("layout", recs)
     render(recs, os.path.join(RESULTS, "layout.png"))
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--report":
-        sys.exit(report(sys.argv[2]))
+    if len(sys.argv) > 2 and sys.argv[1] in ("--report", "--redo-qtest"):
+        sys.exit(report(sys.argv[2], sys.argv[1] == "--redo-qtest"))
     sys.exit(main())
