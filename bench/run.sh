@@ -10,7 +10,9 @@
 # and what deleting memslots costs a running KVM guest, nested (zap_cost).
 # And the memslot layouts side by side (layout): what stock, upstream, ours
 # with equal and ours with growing memslots map while real guests plug.
-# Usage: bench/run.sh [qemu_cost|plug_latency|debian_host|host_kvm|kvm_metadata|zap_cost|layout]...
+# And the smallest memory limit (libvirt's hard_limit, systemd's MemoryMax=)
+# under which a paused KVM VM with a virtio-mem device starts (memory_limits).
+# Usage: bench/run.sh [qemu_cost|plug_latency|debian_host|host_kvm|kvm_metadata|zap_cost|layout|memory_limits]...
 #        bench/run.sh summary   (only rewrite summary.md from the parts)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,7 +21,7 @@ need python3 python3 free procps
 "$top/scripts/peers.sh"
 "$top/scripts/guest.sh" >/dev/null
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(qemu_cost plug_latency debian_host host_kvm kvm_metadata zap_cost layout)
+[ ${#parts[@]} -gt 0 ] || parts=(qemu_cost plug_latency debian_host host_kvm kvm_metadata zap_cost layout memory_limits)
 [ "${parts[*]}" != summary ] || parts=()
 res="$top/bench/results"
 mkdir -p "$res"
@@ -44,7 +46,7 @@ done
     echo "host's /dev/kvm with paused VMs where it works (bench/host_kvm.py,"
     echo "which says which KVM), and nested in a TCG guest for SMM, the TDP MMU"
     echo "and running KVM guests (bench/kvm_metadata.py)."
-    for p in layout host_kvm kvm_metadata zap_cost debian_host qemu_cost plug_latency; do
+    for p in layout host_kvm memory_limits kvm_metadata zap_cost debian_host qemu_cost plug_latency; do
         [ -f "$res/$p.md" ] || continue
         echo
         cat "$res/$p.md"

@@ -19,6 +19,11 @@ measured: the guest's state migrates into a paused KVM QEMU with
 dynamic-memslots=on and into one with "off", each in a memory cgroup of
 its own, and the "measured" columns give the kernel memory KVM allocated
 for the device there. Without host KVM they say why they are empty.
+
+At the end, where host KVM works: the smallest memory limit (libvirt's
+hard_limit, systemd's MemoryMax=) under which a paused VM with the 1 TiB
+device starts, stock 7.2 against ours (bench/memory_limits.py's
+bisection).
 """
 
 import os
@@ -188,7 +193,49 @@ def main():
           "region), by tests/lib/layout.py's model.")
     print("Model: per GiB of memslot and address space, gfn_track 512 KiB + "
           "lpage_info 2 KiB; the shadow MMU adds rmap 2 MiB; SMM doubles.")
+    memory_limits(kvm)
     return 0
+
+
+def memory_limits(kvm):
+    """The smallest memory limit (libvirt's hard_limit, systemd's
+    MemoryMax=) under which a paused VM with the 1 TiB device starts, for
+    stock 7.2 and ours, bisected by bench/memory_limits.py."""
+    print("\n== Memory limits: the smallest limit under which a VM with the "
+          "1 TiB device starts")
+    if not kvm.ok:
+        print(f"Not measured: no usable host KVM ({kvm.reason}).")
+        return
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "bench"))
+    # pylint: disable=import-outside-toplevel
+    from stockqemu import stock_problem
+    problem = stock_problem()
+    if problem:
+        print(f"Not measured: {problem}")
+        return
+    import memory_limits as ml
+    print("Paused under KVM, nothing plugged, base RAM 1 GiB, in a memory "
+          "cgroup of its own; bisected to "
+          f"{ml.RESOLUTION // MiB} MiB (docs/memory-limits.md).")
+    print(f"{'QEMU':<24} {'smallest limit':>15} {'peak, no limit':>15} "
+          f"{'of it kernel':>13} {'took':>6}")
+    for peer in ml.limit_peers():
+        if peer.name not in ("stock 7.2", "ours on"):
+            continue
+        r = ml.smallest_limit(peer, DEVICE_SIZE)
+        name = "ours, dynamic memslots" if peer.dynamic else peer.name
+        if "failed" in r:
+            print(f"{name:<24} does not start: {r['failed']}")
+            continue
+        print(f"{name:<24} {mem(r['limit']):>15} {mem(r['peak']):>15} "
+              f"{mem(r['kmem']):>13} {r['seconds']:5.1f}s")
+    print(textwrap.fill(
+        "Under a limit between the two (tests/test-memory-limits.py uses "
+        "512 MiB) stock 7.2 dies while it starts: the cgroup's OOM killer "
+        "kills it as KVM allocates the 1 TiB memslot's metadata, and virsh "
+        "start fails (\"QEMU unexpectedly closed the monitor\"). Ours "
+        "maps no memslot of the device until the guest plugs memory.", 79))
 
 
 if __name__ == "__main__":

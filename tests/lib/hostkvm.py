@@ -356,5 +356,106 @@ def kvm_cost(src, workdir, name):
     return (on1 - on0) - (off1 - off0), off0 - on0, slots
 
 
+
+# Memory limits (tests/test-memory-limits.py, bench/memory_limits.py): what
+# a QEMU needs under a memory cgroup's limit, and how it fails without it.
+
+def cgroup_peak(cg):
+    """The most memory (user and kernel) charged to cg (a Cgroup) at once:
+    memory.max_usage_in_bytes on cgroup v1, memory.peak on v2 (Linux 5.19
+    and later; before that memory.current, what is charged now)."""
+    return cgroup_peak_at(cg.path, cg.version)
+
+
+def cgroup_peak_at(path, version):
+    """cgroup_peak() of the memory cgroup directory path."""
+    if version == 1:
+        return int(_read(f"{path}/memory.max_usage_in_bytes"))
+    peak = _read(f"{path}/memory.peak")
+    return int(peak if peak is not None else _read(f"{path}/memory.current"))
+
+
+def cgroup_limit_hits(path, version):
+    """How often the memory cgroup at path reached its limit: v1
+    memory.failcnt; v2 the "max" count of memory.events (which counts its
+    descendants' too). None if the file cannot be read (cgroup gone)."""
+    if version == 1:
+        text = _read(f"{path}/memory.failcnt")
+        return None if text is None else int(text)
+    text = _read(f"{path}/memory.events")
+    if text is None:
+        return None
+    events = dict(line.split() for line in text.splitlines() if line.strip())
+    return int(events.get("max", 0))
+
+
+def systemd_cgroup2():
+    """Whether systemd manages this host (sd_booted(): /run/systemd/system)
+    on the unified cgroup hierarchy (cgroup v2) with the memory controller:
+    where "systemd-run --scope -p MemoryMax=" limits a process."""
+    return (os.path.isdir("/run/systemd/system") and
+            os.path.exists(f"{CGROUP}/cgroup.controllers") and
+            "memory" in (_read(f"{CGROUP}/cgroup.controllers") or "").split())
+
+
+class KernelLog:
+    """The kernel log's records (/dev/kmsg) from the moment of creation on.
+
+    ok is False where it cannot be read (no CAP_SYSLOG, a container);
+    then lines() is always empty and callers rely on other evidence.
+    """
+
+    def __init__(self):
+        self.ok = True
+        self.fd = None
+        try:
+            self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK |
+                              os.O_CLOEXEC)
+            os.lseek(self.fd, 0, os.SEEK_END)
+        except OSError:
+            self.ok = False
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+
+    def lines(self):
+        """The messages logged since the last call (or creation)."""
+        out = []
+        while self.fd is not None:
+            try:
+                rec = os.read(self.fd, 8192)
+            except BlockingIOError:
+                break
+            except BrokenPipeError:
+                continue    # records were overwritten: read on
+            except OSError:
+                break
+            text = rec.decode("utf-8", "replace")
+            out.append(text.split(";", 1)[1].split("\n")[0]
+                       if ";" in text else text.strip())
+        return out
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def oom_kills(lines, needle):
+    """The kernel's "oom-kill:" records among lines (KernelLog.lines())
+    whose victim is in a memory cgroup whose path contains needle, or whose
+    pid is needle (an int)."""
+    found = []
+    for line in lines:
+        if not line.startswith("oom-kill:"):
+            continue
+        fields = dict(f.split("=", 1) for f in line[len("oom-kill:"):]
+                      .split(",") if "=" in f)
+        if (isinstance(needle, int) and fields.get("pid") == str(needle)) or \
+                (isinstance(needle, str) and
+                 needle in fields.get("task_memcg", "")):
+            found.append(line)
+    return found
+
 if __name__ == "__main__":
     print(probe().describe())
