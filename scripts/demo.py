@@ -96,7 +96,9 @@ def equal_mapped(g, addr, offsets, equal, usable, legacy):
     try:
         g.wait(settled, 20, "the guest's memory blocks to settle")
     except GuestError:
-        pass    # the model then counts what the guest still reports
+        # the model then counts what the guest still reports
+        print("   (the guest's memory blocks had not settled after 20 s:"
+              " the equal column counts what it reported then)")
     return layout.mapped(equal, spans())
 
 

@@ -65,10 +65,11 @@ EXTRA_ROWS = [
      "mem-path=WORKDIR -device virtio-mem-pci,memdev=mem0,"
      "dynamic-memslots=off,equal-memslots=on``",
      "``'equal-memslots' property requires 'dynamic-memslots' to be 'on'``"),
-    ("``-m 1G,maxmem=9G -object memory-backend-ram,id=mem0,size=8G,"
-     "reserve=off -device virtio-mem-pci,memdev=mem0,dynamic-memslots=on,"
-     "equal-memslots=on``",
-     "Accepted: ``memslots`` 8"),
+    # 1 TiB: equal memslots (256 of 4 GiB) differ from growing ones (205)
+    ("``-cpu qemu64,phys-bits=48 -m 1G,maxmem=1025G -object "
+     "memory-backend-ram,id=mem0,size=1T,reserve=off -device "
+     "virtio-mem-pci,memdev=mem0,dynamic-memslots=on,equal-memslots=on``",
+     "Accepted: ``memslots`` 256"),
 ]
 
 

@@ -10,7 +10,7 @@ then hops, each hop a live migration over a UNIX socket:
     no dynamic-memslots property) -> ours, dynamic-memslots=on (growing
     memslots) -> stock;
   chain "legacy": ours on -> ours off -> ours on;
-  chain "layouts": ours on (growing memslots: 219 of 128 MiB to 8 GiB) ->
+  chain "layouts": ours on (growing memslots: 205 of 1 to 8 GiB) ->
     ours on with equal-memslots=on (upstream's: 256 of 4 GiB) -> ours on,
     with unplugged-inaccessible=on, where the mapped memslots are exactly
     those holding plugged blocks.
