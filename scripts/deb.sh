@@ -64,11 +64,12 @@ done
 
 # dpkg-source applies the series now, so that a patch that no longer
 # applies to this base is named at once (not after a build's worth of log)
-if ! out=$(cd "$src" && dpkg-source --before-build . 2>&1); then
-    failed=$(sed -n 's/^dpkg-source: info: applying //p' <<<"$out" | tail -1)
+if ! applied=$(cd "$src" && dpkg-source --before-build . 2>&1); then
+    failed=$(sed -n 's/^dpkg-source: info: applying //p' <<<"$applied" |
+             tail -1)
     echo "deb: ${failed:-a patch of debian/patches/series} does not apply" \
          "to $BASE_PKG $BASE_VERSION:" >&2
-    tail -20 <<<"$out" >&2
+    tail -20 <<<"$applied" >&2
     exit 1
 fi
 if [ "$apply_only" = --apply-only ]; then
