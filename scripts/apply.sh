@@ -50,7 +50,12 @@ if [ -d "$wt/.git" ] && git -C "$wt" rev-parse -q --verify base >/dev/null; then
         echo "apply: build/qemu has commits after 'base' that are not in patches/; run 'make export' first (or 'git -C build/qemu reset --hard base' to drop them)" >&2
         exit 1
     fi
-    if [ "$wt_ids" = "$repo_ids" ]; then
+    if [ "$(git -C "$wt" log -1 --format=%s base)" != \
+         "Debian qemu $BASE_VERSION (pristine base)" ]; then
+        # another base (scripts/base.conf): the series goes onto it afresh
+        echo "apply: the base changed to $BASE_VERSION; recreating build/qemu"
+        create_base
+    elif [ "$wt_ids" = "$repo_ids" ]; then
         # same content; only re-apply if the order differs
         cmp -s <(cd "$tmp" && cat ./*.patch 2>/dev/null | git patch-id --stable | cut -d' ' -f1) \
                <(cat "$top"/patches/*.patch 2>/dev/null | git patch-id --stable | cut -d' ' -f1) &&

@@ -11,29 +11,64 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/need.sh"
-need apt-get apt awk mawk dpkg dpkg
+need apt-get apt awk mawk dpkg dpkg python3 python3
 . "$top/scripts/base.conf"
 dir="$top/build/apt-base"
 . "$top/scripts/apt-private.sh"
 apt_private "$dir"
 src="$dir/etc/sources.list.d/base.sources"
-# Every "Types: deb" stanza of the machine, as deb-src
-for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    grep -v '^#' "$f" | awk 'BEGIN { RS = ""; ORS = "\n\n" }
-        /(^|\n)[Tt]ypes:[^\n]*[ \t]deb([ \t]|\n|$)/ {
-            sub(/(^|\n)[Tt]ypes:[^\n]*/, "\nTypes: deb-src"); sub(/^\n/, "")
-            print }'
-done > "$src.tmp"
-grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
+codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+# The machine's deb822 stanzas of type deb for its own release's suites
+# (codename, -updates, -security), as deb-src: Debian's qemu 7.2 comes
+# from those; other repositories may have no sources at all
+python3 - "$codename" /etc/apt/sources.list.d/*.sources > "$src.tmp" <<'PY'
+import re
+import sys
+
+codename, files = sys.argv[1], sys.argv[2:]
+own = re.compile(rf"^{re.escape(codename)}(-updates|-security)?$")
+for path in files:
+    try:
+        text = open(path, encoding="utf-8").read().replace("\r\n", "\n")
+    except OSError:
+        continue
+    text = "\n".join(l for l in text.split("\n") if not l.startswith("#"))
+    for stanza in re.split(r"\n[ \t]*\n", text):
+        fields, key = {}, None
+        for line in stanza.split("\n"):
+            if line[:1] in (" ", "\t") and key:
+                fields[key] += " " + line.strip()
+            elif ":" in line:
+                key, value = line.split(":", 1)
+                key = key.strip().lower()
+                fields[key] = value.strip()
+        suites = [w for w in fields.get("suites", "").split() if own.match(w)]
+        if "deb" not in fields.get("types", "").split() or not suites or \
+                fields.get("enabled", "yes").lower() == "no":
+            continue
+        print("Types: deb-src")
+        print("URIs: " + fields.get("uris", ""))
+        print("Suites: " + " ".join(suites))
+        print("Components: " + fields.get("components", ""))
+        if "signed-by" in fields:
+            print("Signed-By: " + fields["signed-by"])
+        print()
+PY
+grep -hsE "^deb (\[[^]]*\] )?[^ ]+ $codename(-updates|-security)? " \
+    /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
     sed 's/^deb /deb-src /' > "$dir/etc/sources.list.d/base.list" || true
 [ -s "$src.tmp" ] || [ -s "$dir/etc/sources.list.d/base.list" ] ||
-    { echo "base-update: no apt sources of type deb on this machine" >&2
+    { echo "base-update: no apt sources of type deb for $codename on this" \
+           "machine" >&2
       exit 1; }
 mv "$src.tmp" "$src"
 export APT_CONFIG="$dir/apt.conf"
-apt-get update -qq >&2 ||
-    { echo "base-update: apt-get update failed (see above)" >&2; exit 1; }
+# a source that cannot be fetched is an error, not old lists' answer
+rm -rf "$dir/state/lists"
+mkdir -p "$dir/state/lists/partial"
+apt-get update -qq --error-on=any >&2 ||
+    { echo "base-update: apt-get update failed (see above): cannot tell" >&2
+      exit 1; }
 
 # "qemu | VERSION | URI SUITE/COMPONENT Sources", 7.2 only
 mapfile -t served < <(apt-cache madison "$BASE_PKG" |

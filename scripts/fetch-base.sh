@@ -17,6 +17,9 @@ stamp="$src/.base-version"
 
 case $BASE_VERSION in
     1:7.2+dfsg-*) ;;
+    7.2+dfsg-*) echo "fetch-base: BASE_VERSION=$BASE_VERSION needs Debian's" \
+                     "epoch: 1:$BASE_VERSION" >&2
+                exit 1 ;;
     *) echo "fetch-base: BASE_VERSION=$BASE_VERSION is not a revision of" \
             "Debian's qemu 7.2 (scripts/base-update.sh lists those the" \
             "archive serves)" >&2
@@ -58,6 +61,12 @@ if [ ! -f "$dl/$BASE_DSC" ]; then
     (cd "$dl" && apt-get source -qq --download-only "$BASE_PKG=$BASE_VERSION") ||
         { echo "fetch-base: Debian's archive does not serve $BASE_PKG" \
                "$BASE_VERSION (scripts/base-update.sh lists what it serves)" >&2
+          exit 1; }
+    # apt takes 1:7.2+dfsg-7+deb12u018 for ...u18: the files say which
+    [ -f "$dl/$BASE_DSC" ] ||
+        { echo "fetch-base: the archive's $BASE_PKG for $BASE_VERSION is" \
+               "spelt differently ($(cd "$dl" && ls -t ./*.dsc | head -1));" \
+               "give BASE_VERSION as scripts/base-update.sh lists it" >&2
           exit 1; }
 fi
 # apt checked the download against the archive's signed index; the

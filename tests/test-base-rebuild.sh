@@ -9,7 +9,8 @@
 #   serves, if it really serves its files (SKIP with the reason if not);
 # - a patch that no longer applies is named, and nothing is built;
 # - BASE_VERSION that is not qemu 7.2, or that the archive does not serve,
-#   is refused with a message.
+#   is refused with a message; so is an archive out of reach (no network
+#   namespace), instead of an old list's "up to date".
 # Copies of the scripts run in a temporary project whose build/download
 # is the real one (no download twice). Prints PASS/FAIL/SKIP lines and
 # "N passed, N failed, N skipped".
@@ -122,7 +123,15 @@ check $([ ! -e "$proj/build/deb-src/build.log" ] &&
     "$(ls -R "$proj/build/deb" "$proj/build/deb-src" 2>&1 | head)"
 cp "$top"/patches/*.patch "$proj/patches/"
 
+# An archive out of reach is an error, not "up to date"
+out=$(unshare -n "$proj/scripts/base-update.sh" 2>&1); rc=$?
+check $([ $rc = 1 ] && grep -q "cannot tell" <<<"$out"; echo $?) \
+    "base-update without the network: exit 1, cannot tell" "$out"
+
 # 4. Refused bases
+out=$(BASE_VERSION=7.2+dfsg-7+deb12u18 "$proj/scripts/deb.sh" --apply-only 2>&1); rc=$?
+check $([ $rc = 1 ] && grep -q "needs Debian's epoch" <<<"$out"; echo $?) \
+    "BASE_VERSION=7.2+dfsg-7+deb12u18: refused, needs the epoch" "$out"
 out=$(BASE_VERSION=1:8.0.4+dfsg-1 "$proj/scripts/deb.sh" --apply-only 2>&1); rc=$?
 check $([ $rc = 1 ] && grep -q "is not a revision of Debian's qemu 7.2" <<<"$out"; echo $?) \
     "BASE_VERSION=1:8.0.4+dfsg-1: refused, not qemu 7.2" "$out"
