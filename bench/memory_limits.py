@@ -97,7 +97,9 @@ def smallest_limit(peer, size, resolution=RESOLUTION, log=None):
     under half the available memory. log(text) reports each start."""
     t0 = time.monotonic()
     os.makedirs(WORK, exist_ok=True)
-    generous = hostkvm.available_limit()
+    # multiples of resolution throughout, so that every bisection step
+    # lands strictly between lo and hi
+    generous = hostkvm.available_limit() // resolution * resolution
     rec = {"peer": peer.name, "size": size, "resolution": resolution}
     why, peak, kmem = start(peer, size, generous)
     runs = 1
@@ -116,6 +118,10 @@ def smallest_limit(peer, size, resolution=RESOLUTION, log=None):
                 f"{why or 'starts'}")
         if not why:
             break
+        if hi >= generous:
+            # it started under this limit a moment ago: not a limit's doing
+            raise RuntimeError(f"{peer.name} {size_str(size)} started under "
+                               f"{generous >> 20} MiB once, then not: {why}")
         lo, hi = hi, min(generous, 2 * hi)
     while hi - lo > resolution:
         mid = (lo + hi) // 2 // resolution * resolution

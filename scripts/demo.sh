@@ -5,4 +5,6 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/need.sh"
 need python3 python3
 "$top/scripts/guest.sh" >/dev/null
+# stock 7.2 and upstream 10.0.2 for the memory limits at the end
+"$top/scripts/peers.sh" >/dev/null
 exec python3 "$top/scripts/demo.py"
