@@ -39,12 +39,18 @@ ln -s "$top/build/download" "$proj/build/download"
 # 1. base-update's verdict against the list it prints
 out=$("$proj/scripts/base-update.sh" 2>&1); rc=$?
 mapfile -t served < <(sed -n 's/^  qemu \([^ ]*\) in .*/\1/p' <<<"$out")
-newest=""
-for v in "${served[@]}"; do
-    if [ -z "$newest" ] || dpkg --compare-versions "$v" gt "$newest"; then
-        newest=$v
-    fi
-done
+# newest_below [LIMIT]: the newest served revision (below LIMIT)
+newest_below() {
+    local v best=""
+    for v in "${served[@]}"; do
+        if { [ -z "${1:-}" ] || dpkg --compare-versions "$v" lt "$1"; } &&
+           { [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; }; then
+            best=$v
+        fi
+    done
+    echo "$best"
+}
+newest=$(newest_below)
 if [ -z "$newest" ]; then
     check 1 "base-update lists the revisions the archive serves" "$out"
 elif [ "$newest" = "$BASE_PINNED" ]; then
@@ -54,13 +60,7 @@ else
     check $([ $rc = 3 ] && grep -q "^newer: qemu $newest" <<<"$out"; echo $?) \
         "base-update: the archive serves $newest: exit 3, names it" "$out"
 fi
-older=""
-for v in "${served[@]}"; do
-    if dpkg --compare-versions "$v" lt "$newest" &&
-       { [ -z "$older" ] || dpkg --compare-versions "$v" gt "$older"; }; then
-        older=$v
-    fi
-done
+older=$([ -z "$newest" ] || newest_below "$newest")
 if [ -n "$older" ]; then
     sed -i "s/^BASE_PINNED=.*/BASE_PINNED=$older/" "$proj/scripts/base.conf"
     out=$("$proj/scripts/base-update.sh" 2>&1); rc=$?
@@ -76,13 +76,7 @@ fi
 # 2. The series applies to the pinned base, and to the previous revision
 out=$("$proj/scripts/deb.sh" --apply-only 2>&1)
 check $?  "the series applies to qemu $BASE_PINNED (make deb's first stage)" "$out"
-prev=""
-for v in "${served[@]}"; do
-    if dpkg --compare-versions "$v" lt "$BASE_PINNED" &&
-       { [ -z "$prev" ] || dpkg --compare-versions "$v" gt "$prev"; }; then
-        prev=$v
-    fi
-done
+prev=$(newest_below "$BASE_PINNED")
 if [ -z "$prev" ]; then
     skip "the series on the previous revision" \
          "the archive serves no qemu 7.2 older than $BASE_PINNED"
