@@ -36,9 +36,9 @@
 #
 # Differences from a real fresh machine, on purpose: the chroot has no
 # init system, so /usr/sbin/policy-rc.d keeps packages that the tests
-# install (libvirt) from starting services in it; the project's own
-# deb-src file (qemu-memslots-deb-src.sources, written by fetch-base.sh)
-# is not copied in: fetch-base.sh must write it there itself.
+# install (libvirt) from starting services in it. The chroot's apt
+# sources are the host's, and nothing of build/ is copied in but what
+# --copy names.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/need.sh"

@@ -3,9 +3,10 @@
 # applied) into build/base-src.  Skipped when that is already done.
 # --download-only: only into build/download (make deb's own unpacking).
 #
-# apt-get source needs deb-src entries: they are derived from the
-# machine's own deb822 sources (Types: deb -> Types: deb-src) and written
-# to a file of ours, so no archive host name lives in this repository.
+# apt-get source needs deb-src entries: scripts/apt-base.sh derives them
+# from the machine's own sources into a private apt configuration, so
+# the system's apt sources never change and no archive host name lives
+# in this repository.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/need.sh"
@@ -31,33 +32,10 @@ if [ -z "$download_only" ] && [ -f "$stamp" ] &&
     exit 0
 fi
 
-add_deb_src() {
-    local list=/etc/apt/sources.list.d/qemu-memslots-deb-src.sources
-    local f
-    if grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/*.sources ||
-       grep -qs '^deb-src ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list; then
-        return 0
-    fi
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        sed -n '/^Types:.*\bdeb\b/,/^$/p' "$f" | sed 's/^Types:.*/Types: deb-src/'
-        echo
-    done > "$list.tmp"
-    # one-line style sources, if the machine has them
-    grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
-        sed 's/^deb /deb-src /' > "${list%.sources}.list.tmp" || true
-    mv "$list.tmp" "$list"
-    if [ -s "${list%.sources}.list.tmp" ]; then
-        mv "${list%.sources}.list.tmp" "${list%.sources}.list"
-    else
-        rm -f "${list%.sources}.list.tmp"
-    fi
-    apt-get update -qq
-}
-
 mkdir -p "$dl"
 if [ ! -f "$dl/$BASE_DSC" ]; then
-    add_deb_src
+    APT_CONFIG=$("$top/scripts/apt-base.sh")
+    export APT_CONFIG
     (cd "$dl" && apt-get source -qq --download-only "$BASE_PKG=$BASE_VERSION") ||
         { echo "fetch-base: Debian's archive does not serve $BASE_PKG" \
                "$BASE_VERSION (scripts/base-update.sh lists what it serves)" >&2

@@ -10,7 +10,9 @@
 # - a patch that no longer applies is named, and nothing is built;
 # - BASE_VERSION that is not qemu 7.2, or that the archive does not serve,
 #   is refused with a message; so is an archive out of reach (no network
-#   namespace), instead of an old list's "up to date".
+#   namespace), instead of an old list's "up to date";
+# - none of it changes the system's apt configuration (/etc/apt): the
+#   deb-src entries live in a private configuration (scripts/apt-base.sh).
 # Copies of the scripts run in a temporary project whose build/download
 # is the real one (no download twice). Prints PASS/FAIL/SKIP lines and
 # "N passed, N failed, N skipped".
@@ -27,6 +29,13 @@ check() { # ok(0/1) what [detail]
 }
 skip() { echo "SKIP $1: $2"; skipped=$((skipped + 1)); }
 
+# apt_state: the system's apt sources and preferences, to compare at the end
+apt_state() {
+    find /etc/apt -type f \( -name '*.list' -o -name '*.sources' -o \
+         -path '*/preferences*' \) -print0 | sort -z |
+        xargs -0r sha256sum
+}
+apt_before=$(apt_state)
 tmp=$(mktemp -d /tmp/vmem-base-rebuild.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 proj="$tmp/project"
@@ -132,6 +141,11 @@ check $([ $rc = 1 ] && grep -q "is not a revision of Debian's qemu 7.2" <<<"$out
 out=$(BASE_VERSION=1:7.2+dfsg-7+deb12u99 "$proj/scripts/deb.sh" --apply-only 2>&1); rc=$?
 check $([ $rc = 1 ] && grep -q "does not serve qemu 1:7.2+dfsg-7+deb12u99" <<<"$out"; echo $?) \
     "BASE_VERSION=1:7.2+dfsg-7+deb12u99: refused, not served" "$out"
+
+apt_after=$(apt_state)
+check $([ "$apt_before" = "$apt_after" ]; echo $?) \
+    "the system's apt sources are as they were (/etc/apt)" \
+    "$(diff <(echo "$apt_before") <(echo "$apt_after"))"
 
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]
