@@ -5,7 +5,8 @@ PREFIX ?= /usr/local
 S := scripts
 
 .PHONY: all deps base base-update apply export qemu demo check check-series check-bisect \
-        check-asan check-fresh fuzz bench deb install clean help
+        check-asan check-fresh fuzz bench deb deb-install deb-revert install \
+        clean help
 
 all: qemu
 
@@ -24,6 +25,8 @@ help:
 	@echo "make deb          Debian's qemu 7.2 package plus the series (x86 profile)"
 	@echo "                   into build/deb/*.deb (13-20 min cold on 2 cores, docs/packaging.md);"
 	@echo "                   BASE_VERSION=1:7.2+dfsg-7+deb12uNN builds on another revision"
+	@echo "make deb-install   install build/deb's packages over Debian's QEMU and hold them"
+	@echo "make deb-revert    unhold them and go back to Debian's packages"
 	@echo "make base-update   does Debian's archive serve a newer qemu 7.2 than the base?"
 	@echo "make install PREFIX=... [DESTDIR=...]"
 
@@ -78,6 +81,13 @@ base-update:
 
 deb: deps
 	$(S)/deb.sh
+
+# make deb's packages over Debian's QEMU, held; and back to Debian's
+deb-install:
+	$(S)/deb-install.sh
+
+deb-revert:
+	$(S)/deb-install.sh --revert
 
 install: qemu
 	$(S)/install.sh "$(PREFIX)" "$(DESTDIR)"

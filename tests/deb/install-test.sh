@@ -7,17 +7,18 @@
 #
 # 1. Debian's qemu-system-x86 installs by package name (the host's state
 #    before);
-# 2. apt-get install ./build/deb/*.deb upgrades it to ours, everything else
-#    from the archive: every package of ours is at our version and
-#    /usr/bin/qemu-system-x86_64 says so;
+# 2. make deb-install (scripts/deb-install.sh, the README's command)
+#    upgrades the packages the host has to ours, everything else from the
+#    archive, and holds them: those are at our version, held, no -dbgsym
+#    package came along, and /usr/bin/qemu-system-x86_64 says so;
 # 3. the installed binary boots the test guest with a 1 TiB
 #    dynamic-memslots=on device, whose driver plugs and unplugs as QMP
 #    resizes it (tests/deb/boot-installed.py);
 # 4. libvirt 11.3 (bookworm-backports) runs tests/libvirt/'s domain, with
 #    its <numatune> memory binding, on its default emulator, which is ours
 #    now (tests/test-libvirt.py, VMEM_LIBVIRT_INSTALLED=1);
-# 5. apt-get install PACKAGE=DEBIAN_VERSION goes back to Debian's packages
-#    (--allow-downgrades), and the binary is Debian's again.
+# 5. make deb-revert goes back to Debian's packages: none is held, each is
+#    at Debian's version, and the binary is Debian's again.
 #
 # Prints PASS/FAIL per step and "N passed, N failed".
 set -uo pipefail
@@ -60,17 +61,28 @@ stock=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null)
 [ $rc = 0 ] && [ -n "$stock" ]
 result $? "Debian's qemu-system-x86 $stock installs by package name" "$logs/stock.log"
 
-# 2. Ours over it
-"${apt[@]}" install "$top"/build/deb/*.deb >"$logs/ours.log" 2>&1
+# 2. Ours over it, as the README says
+have=()
+for p in $DEB_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q ' installed$' &&
+        have+=("$p")
+done
+make -C "$top" deb-install >"$logs/ours.log" 2>&1
 rc=$?
 want=""
-for p in $DEB_PACKAGES; do want+="$p=$DEB_VERSION "; done
-got=$(versions $DEB_PACKAGES)
+for p in "${have[@]}"; do want+="$p=$DEB_VERSION "; done
+got=$(versions "${have[@]}")
+held=$(printf '%s\n' "${have[@]}" | sort | tr '\n' ' ')
+showhold=$(apt-mark showhold | sort | tr '\n' ' ')
+dbgsym=$(dpkg-query -W -f='${Package}\n' '*-dbgsym' 2>/dev/null)
 [ $rc = 0 ] && [ "$got" = "$want" ] &&
+    [ "$showhold" = "$held" ] &&
+    [ -z "$dbgsym" ] &&
     /usr/bin/qemu-system-x86_64 --version | grep -qF "(Debian $DEB_VERSION)"
-result $? "apt-get install ./build/deb/*.deb upgrades to $DEB_VERSION, the rest from the archive" \
+result $? "make deb-install upgrades ${have[*]} to $DEB_VERSION and holds them" \
     "$logs/ours.log"
 [ "$got" = "$want" ] || echo "    installed: $got"
+echo "    held: $showhold${dbgsym:+; -dbgsym installed: $dbgsym}"
 
 # 3. The installed binary, a real guest, 1 TiB dynamic-memslots=on
 VMEM_QEMU=/usr/bin/qemu-system-x86_64 python3 "$top/tests/deb/boot-installed.py" \
@@ -85,23 +97,21 @@ result $? "libvirt 11.3: tests/libvirt/vmem-dynamic.xml with <numatune>, default
     "$logs/libvirt.log"
 grep -E '^(PASS|FAIL|SKIP)' "$logs/libvirt.log" | sed 's/^/  /'
 
-# 5. Back to Debian's
-back=()
-for p in $DEB_PACKAGES; do
-    dpkg-query -W "$p" >/dev/null 2>&1 && back+=("$p=$stock")
-done
-"${apt[@]}" install --allow-downgrades "${back[@]}" >"$logs/downgrade.log" 2>&1
+# 5. Back to Debian's, as the README says
+make -C "$top" deb-revert >"$logs/downgrade.log" 2>&1
 rc=$?
 want="" got=""
 for p in $DEB_PACKAGES; do
     v=$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null) || continue
     want+="$p=$stock " got+="$p=$v "
 done
-[ $rc = 0 ] && [ "$got" = "$want" ] &&
+showhold=$(apt-mark showhold)
+[ $rc = 0 ] && [ "$got" = "$want" ] && [ -z "$showhold" ] &&
     ! /usr/bin/qemu-system-x86_64 --version | grep -qF memslots
-result $? "apt-get install --allow-downgrades ${back[*]} goes back to Debian's" \
+result $? "make deb-revert goes back to Debian's $stock, nothing held" \
     "$logs/downgrade.log"
 [ "$got" = "$want" ] || echo "    installed: $got"
+[ -z "$showhold" ] || echo "    held: $showhold"
 
 echo "$passed passed, $failed failed"
 [ $failed = 0 ]
