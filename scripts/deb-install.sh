@@ -32,25 +32,35 @@ for p in $DEB_PACKAGES; do
     esac
 done
 
+# apt asks before it removes packages (other architectures' emulators)
+# where someone can answer; -y where nobody can
+yes=()
+[ -t 0 ] || yes=(-y)
+
 if [ "${1:-}" = --revert ]; then
     codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
     v=$(apt-cache madison qemu-system-x86 | awk -v c="$codename" -F' *[|] *' \
         '$3 ~ ("^[^ ]+ " c "(-updates|-security)?/") {print $2; exit}')
     [ -n "$v" ] || { echo "deb-install: apt knows no qemu-system-x86 of" \
                           "$codename" >&2; exit 1; }
-    apt-mark unhold "${pkgs[@]}" >/dev/null
-    apt-get install -y -q --allow-downgrades "${pkgs[@]/%/=$v}"
-    echo "deb-install: Debian's $v installed: ${pkgs[*]}"
+    apt-get install -q "${yes[@]}" --allow-downgrades \
+        --allow-change-held-packages "${pkgs[@]/%/=$v}"
+    # every hold of ours, also of packages removed since
+    held=$(apt-mark showhold | grep -xF -f <(tr ' ' '\n' <<<"$DEB_PACKAGES") || true)
+    [ -z "$held" ] || apt-mark unhold $held >/dev/null
+    echo "deb-install: Debian's $v installed, nothing held: ${pkgs[*]}"
     exit 0
 fi
 [ -z "${1:-}" ] || { echo "deb-install: unknown argument $1" >&2; exit 2; }
 
+[ -d "$top/build/deb" ] ||
+    { echo "deb-install: no build/deb: run make deb first" >&2; exit 1; }
 debs=()
 for p in "${pkgs[@]}"; do
     f="$top/build/deb/${p}_${DEB_VERSION#*:}_amd64.deb"
     if [ ! -f "$f" ]; then
-        other=$(cd "$top/build/deb" 2>/dev/null && ls "${p}"_*_amd64.deb 2>/dev/null |
-                sed "s/^${p}_\(.*\)_amd64.deb$/\1/" | head -1)
+        other=$(cd "$top/build/deb" && ls "${p}"_*_amd64.deb 2>/dev/null |
+                sed "s/^${p}_\(.*\)_amd64.deb$/\1/" | head -1) || true
         echo "deb-install: no build/deb/${f##*/}: run make deb${other:+ (build/deb" \
              "has $other: make deb-install BASE_VERSION=<its base> installs it)}" >&2
         exit 1
@@ -58,8 +68,8 @@ for p in "${pkgs[@]}"; do
     debs+=("$f")
 done
 "$top/scripts/deb-inputs.sh" --check
-# unhold first: a hold of an earlier install would keep apt from upgrading
-apt-mark unhold "${pkgs[@]}" >/dev/null
-apt-get install -y -q "${debs[@]}"
+# held from an earlier install: apt may change them, and they stay held
+# whatever happens (never left unheld after a failed install)
+apt-get install -q "${yes[@]}" --allow-change-held-packages "${debs[@]}"
 apt-mark hold "${pkgs[@]}"
 echo "deb-install: $DEB_VERSION installed and held: ${pkgs[*]}"

@@ -11,6 +11,8 @@
 # - BASE_VERSION that is not qemu 7.2, or that the archive does not serve,
 #   is refused with a message; so is an archive out of reach (no network
 #   namespace), instead of an old list's "up to date";
+# - the pin that docs/packaging.md gives holds our packages (priority
+#   1001) of this base and of a rebuild on a later one;
 # - none of it changes the system's apt configuration (/etc/apt): the
 #   deb-src entries live in a private configuration (scripts/apt-base.sh).
 # Copies of the scripts run in a temporary project whose build/download
@@ -141,6 +143,41 @@ check $([ $rc = 1 ] && grep -q "is not a revision of Debian's qemu 7.2" <<<"$out
 out=$(BASE_VERSION=1:7.2+dfsg-7+deb12u99 "$proj/scripts/deb.sh" --apply-only 2>&1); rc=$?
 check $([ $rc = 1 ] && grep -q "does not serve qemu 1:7.2+dfsg-7+deb12u99" <<<"$out"; echo $?) \
     "BASE_VERSION=1:7.2+dfsg-7+deb12u99: refused, not served" "$out"
+
+# make deb-install without the packages it installs says what to do
+# (it stops before apt: the project copy has no build/deb of its own)
+rm -rf "$proj/build/deb"
+out=$("$proj/scripts/deb-install.sh" 2>&1); rc=$?
+check $([ $rc = 1 ] && grep -q "no build/deb: run make deb first" <<<"$out"; echo $?) \
+    "make deb-install without build/deb: run make deb first" "$out"
+mkdir -p "$proj/build/deb"
+touch "$proj/build/deb/qemu-system-x86_7.2+dfsg-7+deb12u99+memslots1_amd64.deb"
+out=$("$proj/scripts/deb-install.sh" 2>&1); rc=$?
+check $([ $rc = 1 ] && grep -q "has 7.2+dfsg-7+deb12u99+memslots1: make deb-install BASE_VERSION=" <<<"$out"
+        echo $?) "make deb-install with packages of another base: names them" "$out"
+rm -rf "$proj/build/deb"
+
+# 5. The pin of docs/packaging.md, on our versions (a private apt
+#    configuration whose dpkg status has each installed)
+. "$top/scripts/deb.conf"
+pin=$(sed -n '/^    Package: qemu-system-x86/,/^$/p' \
+      "$top/docs/packaging.md" | sed 's/^    //')
+. "$top/scripts/apt-private.sh"
+# ours on this base and on a later one: 1001; Debian's binNMU: untouched
+for vp in "$DEB_VERSION 1001" "${DEB_VERSION/deb12u18/deb12u19} 1001" \
+          "$BASE_VERSION+b3 100"; do
+    v=${vp% *} prio=${vp#* }
+    apt_private "$tmp/apt-pin" "$tmp/apt-pin/status.$v"
+    printf '%s\n' "Package: qemu-system-x86" "Status: install ok installed" \
+        "Priority: optional" "Section: misc" "Architecture: amd64" \
+        "Maintainer: x <x@example.org>" "Version: $v" "Description: x" \
+        > "$tmp/apt-pin/status.$v"
+    echo "$pin" > "$tmp/apt-pin/etc/preferences.d/qemu-memslots"
+    out=$(APT_CONFIG=$tmp/apt-pin/apt.conf apt-cache policy qemu-system-x86 2>&1)
+    check $([ -n "$pin" ] && grep -qE "^ \*\*\* ${v//+/\\+} $prio\$" <<<"$out"
+            echo $?) "docs/packaging.md's pin: qemu-system-x86 $v has priority $prio" \
+        "$pin"$'\n'"$out"
+done
 
 apt_after=$(apt_state)
 check $([ "$apt_before" = "$apt_after" ]; echo $?) \

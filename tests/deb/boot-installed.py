@@ -28,16 +28,17 @@ def main():
     workdir = tempfile.mkdtemp(prefix="vmem-installed-")
     with VMemGuest(workdir, 1 * TiB, True, name="installed") as g:
         info = g.info()
+        offsets = g.memslot_offsets()
+        sizes = [b - a for a, b in zip(offsets, offsets[1:])]
         res.check(info.get("memslots", 0) > 1 and not g.mapped_memslots(),
                   f"1 TiB device: {info.get('memslots')} memslots of "
-                  f"{size_str(g.memslot_size())}, none mapped at boot",
-                  f"{info}")
+                  f"{size_str(min(sizes))} to {size_str(max(sizes))}, none "
+                  "mapped at boot", f"{info}")
         for target in (1 * GiB, 4 * GiB, 0):
             g.resize(target)
             g.wait_size(target, timeout=120)
             spans = g.guest_report()[1]
-            want = covered_memslots(spans, g.info()["memaddr"],
-                                    g.memslot_size())
+            want = covered_memslots(spans, g.info()["memaddr"], offsets)
             got = set(g.mapped_memslots())
             res.check(got == want, f"{size_str(target) if target else '0'} "
                       f"plugged by the guest: {len(got)} memslots mapped, "

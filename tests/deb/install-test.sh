@@ -45,6 +45,9 @@ result() { # ok what [log]
         [ -z "${3:-}" ] || tail -15 "$3" | sed 's/^/    /'
     fi
 }
+installed() { # package: whether dpkg has it installed
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q ' installed$'
+}
 versions() { # the installed version of each package, "-" if absent
     local p
     for p in "$@"; do
@@ -64,8 +67,7 @@ result $? "Debian's qemu-system-x86 $stock installs by package name" "$logs/stoc
 # 2. Ours over it, as the README says
 have=()
 for p in $DEB_PACKAGES; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q ' installed$' &&
-        have+=("$p")
+    ! installed "$p" || have+=("$p")
 done
 make -C "$top" deb-install >"$logs/ours.log" 2>&1
 rc=$?
@@ -102,8 +104,8 @@ make -C "$top" deb-revert >"$logs/downgrade.log" 2>&1
 rc=$?
 want="" got=""
 for p in $DEB_PACKAGES; do
-    v=$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null) || continue
-    want+="$p=$stock " got+="$p=$v "
+    installed "$p" || continue
+    want+="$p=$stock " got+="$p=$(dpkg-query -W -f='${Version}' "$p") "
 done
 showhold=$(apt-mark showhold)
 [ $rc = 0 ] && [ "$got" = "$want" ] && [ -z "$showhold" ] &&
