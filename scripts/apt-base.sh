@@ -19,7 +19,11 @@ dir="$top/build/apt-base"
 apt_private "$dir"
 src="$dir/etc/sources.list.d/base.sources"
 codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
-# The machine's deb822 stanzas of type deb for its own release's suites
+# The machine's deb822 stanzas of type deb for its own release's suites,
+# as they are (keyrings, embedded keys, Check-Valid-Until, ...) but for
+# Types and Suites; stanzas signed by another keyring than Debian's are
+# other repositories (they may have no sources, and Debian's qemu is not
+# in them)
 python3 - "$codename" /etc/apt/sources.list.d/*.sources > "$src.tmp" <<'PY'
 import re
 import sys
@@ -31,32 +35,38 @@ for path in files:
         text = open(path, encoding="utf-8").read().replace("\r\n", "\n")
     except OSError:
         continue
-    text = "\n".join(l for l in text.split("\n") if not l.startswith("#"))
-    for stanza in re.split(r"\n[ \t]*\n", text):
-        fields, key = {}, None
+    lines = [l for l in text.split("\n") if not l.startswith("#")]
+    for stanza in re.split(r"\n[ \t]*\n", "\n".join(lines)):
+        fields = []                     # [name, value lines]
         for line in stanza.split("\n"):
-            if line[:1] in (" ", "\t") and key:
-                fields[key] += " " + line.strip()
+            if line[:1] in (" ", "\t") and fields:
+                fields[-1][1].append(line)
             elif ":" in line:
                 key, value = line.split(":", 1)
-                key = key.strip().lower()
-                fields[key] = value.strip()
-        suites = [w for w in fields.get("suites", "").split() if own.match(w)]
-        if "deb" not in fields.get("types", "").split() or not suites or \
-                fields.get("enabled", "yes").lower() == "no":
+                fields.append([key.strip(), [value]])
+        get = {k.lower(): " ".join(v).strip() for k, v in fields}
+        suites = [w for w in get.get("suites", "").split() if own.match(w)]
+        if "deb" not in get.get("types", "").split() or not suites or \
+                get.get("enabled", "yes").lower() in \
+                ("no", "false", "off", "without"):
             continue
-        print("Types: deb-src")
-        print("URIs: " + fields.get("uris", ""))
-        print("Suites: " + " ".join(suites))
-        print("Components: " + fields.get("components", ""))
-        if "signed-by" in fields:
-            print("Signed-By: " + fields["signed-by"])
+        signed = get.get("signed-by", "")
+        if signed and "BEGIN PGP" not in signed and \
+                "debian-archive-keyring" not in signed:
+            continue
+        for key, value in fields:
+            if key.lower() == "types":
+                print("Types: deb-src")
+            elif key.lower() == "suites":
+                print("Suites: " + " ".join(suites))
+            elif key.lower() != "enabled":
+                print(key + ":" + "\n".join(value))
         print()
 PY
 # one-line style sources, if the machine has them
-grep -hsE "^deb (\[[^]]*\] )?[^ ]+ $codename(-updates|-security)? " \
+grep -hsE "^[[:space:]]*deb[[:space:]]+(\[[^]]*\][[:space:]]+)?[^[:space:]]+[[:space:]]+$codename(-updates|-security)?[[:space:]]" \
     /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
-    sed 's/^deb /deb-src /' > "$dir/etc/sources.list.d/base.list" || true
+    sed -E 's/^[[:space:]]*deb[[:space:]]/deb-src /' > "$dir/etc/sources.list.d/base.list" || true
 [ -s "$src.tmp" ] || [ -s "$dir/etc/sources.list.d/base.list" ] ||
     { echo "apt-base: no apt sources of type deb for $codename on this" \
            "machine" >&2

@@ -5,7 +5,9 @@
 # apt-backports.sh and base-update.sh.
 #
 # apt_private DIR [STATUS]: write DIR/apt.conf; STATUS is the dpkg status
-# (default: an empty one of DIR's, for downloads and queries only).
+# (default: an empty one of DIR's, for downloads and queries only). The
+# system's hooks after apt-get update (PackageKit's, appstream's) do not
+# run for these lists.
 apt_private() {
     local dir=$1 status=${2:-}
     mkdir -p "$dir/etc/sources.list.d" "$dir/etc/preferences.d" \
@@ -23,5 +25,7 @@ Dir::Etc::SourceList "/dev/null";
 Dir::Etc::PreferencesParts "$dir/etc/preferences.d";
 Dir::Etc::Preferences "/dev/null";
 APT::Sandbox::User "root";
+#clear APT::Update::Post-Invoke;
+#clear APT::Update::Post-Invoke-Success;
 CONF
 }

@@ -26,6 +26,17 @@ case $BASE_VERSION in
             "archive serves)" >&2
        exit 1 ;;
 esac
+# Earlier versions of this script wrote deb-src entries into the system's
+# apt sources under this name: ours, so taken back
+for f in /etc/apt/sources.list.d/qemu-memslots-deb-src.sources \
+         /etc/apt/sources.list.d/qemu-memslots-deb-src.list; do
+    if [ -f "$f" ] && [ -w "$f" ]; then
+        rm -f "$f"
+        echo "fetch-base: removed $f (the deb-src entries an earlier" \
+             "version added; build/apt-base has them now)"
+    fi
+done
+
 download_only=${1:-}
 if [ -z "$download_only" ] && [ -f "$stamp" ] &&
    [ "$(cat "$stamp")" = "$BASE_VERSION" ]; then
@@ -36,7 +47,11 @@ mkdir -p "$dl"
 if [ ! -f "$dl/$BASE_DSC" ]; then
     APT_CONFIG=$("$top/scripts/apt-base.sh")
     export APT_CONFIG
-    (cd "$dl" && apt-get source -qq --download-only "$BASE_PKG=$BASE_VERSION") ||
+    # lists of the last day may predate the revision: once more with new ones
+    (cd "$dl" && apt-get source -qq --download-only "$BASE_PKG=$BASE_VERSION" \
+         2>/dev/null) ||
+    { "$top/scripts/apt-base.sh" --update >/dev/null &&
+      (cd "$dl" && apt-get source -qq --download-only "$BASE_PKG=$BASE_VERSION"); } ||
         { echo "fetch-base: Debian's archive does not serve $BASE_PKG" \
                "$BASE_VERSION (scripts/base-update.sh lists what it serves)" >&2
           exit 1; }

@@ -33,7 +33,7 @@ skip() { echo "SKIP $1: $2"; skipped=$((skipped + 1)); }
 
 # apt_state: the system's apt sources and preferences, to compare at the end
 apt_state() {
-    find /etc/apt -type f \( -name '*.list' -o -name '*.sources' -o \
+    find /etc/apt \( -type f -o -type l \) \( -name '*.list' -o -name '*.sources' -o \
          -path '*/preferences*' \) -print0 | sort -z |
         xargs -0r sha256sum
 }
