@@ -19,21 +19,54 @@ dir="$top/build/apt-base"
 apt_private "$dir"
 src="$dir/etc/sources.list.d/base.sources"
 codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
-# The machine's deb822 stanzas of type deb for its own release's suites,
-# as they are (keyrings, embedded keys, Check-Valid-Until, ...) but for
-# Types and Suites; stanzas signed by another keyring than Debian's are
-# other repositories (they may have no sources, and Debian's qemu is not
-# in them)
-python3 - "$codename" /etc/apt/sources.list.d/*.sources > "$src.tmp" <<'PY'
+# The machine's entries of type deb for its own release's suites, as
+# deb-src: deb822 stanzas as they are (keyrings, embedded keys,
+# Check-Valid-Until, ...) but for Types and Suites, one-line entries with
+# deb-src. Only Debian's: where the system's package lists say which
+# (their Release files' Origin), entries of other repositories are left
+# out (Debian's qemu is not in them, and they may have no sources at all)
+debian=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' \
+             'Created-By: Packages' 'Origin: Debian' 2>/dev/null | sort -u)
+python3 - "$codename" "$debian" "$dir/etc/sources.list.d/base.list" \
+    /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+    /etc/apt/sources.list.d/*.sources > "$src.tmp" <<'PY'
 import re
 import sys
 
-codename, files = sys.argv[1], sys.argv[2:]
+codename, debian, one_line_out, files = sys.argv[1], sys.argv[2], \
+    sys.argv[3], sys.argv[4:]
 own = re.compile(rf"^{re.escape(codename)}(-updates|-security)?$")
-for path in files:
+known = {tuple(l.split()) for l in debian.split("\n") if l.strip()}
+known = {(uri.rstrip("/"), suite) for uri, suite in known}
+DISABLED = ("no", "false", "off", "without", "disable", "0")
+
+
+def wanted(uris, suite):
+    """Whether an entry's suite is Debian's and its own release's."""
+    return own.match(suite) and (not known or any(
+        (u.rstrip("/"), suite) in known for u in uris))
+
+
+def read(path):
     try:
-        text = open(path, encoding="utf-8").read().replace("\r\n", "\n")
+        with open(path, encoding="utf-8") as f:
+            return f.read().replace("\r\n", "\n")
     except OSError:
+        return None
+
+
+one_line = []
+for path in files:
+    text = read(path)
+    if text is None:
+        continue
+    if not path.endswith(".sources"):
+        for line in text.split("\n"):
+            m = re.match(r"\s*deb\s+(\[[^]]*\]\s+)?(\S+)\s+(\S+)(.*)$",
+                         line.split("#", 1)[0])
+            if m and wanted([m[2]], m[3]):
+                one_line.append("deb-src " + (m[1] or "") + m[2] + " " +
+                                m[3] + m[4].rstrip())
         continue
     lines = [l for l in text.split("\n") if not l.startswith("#")]
     for stanza in re.split(r"\n[ \t]*\n", "\n".join(lines)):
@@ -45,14 +78,11 @@ for path in files:
                 key, value = line.split(":", 1)
                 fields.append([key.strip(), [value]])
         get = {k.lower(): " ".join(v).strip() for k, v in fields}
-        suites = [w for w in get.get("suites", "").split() if own.match(w)]
+        uris = get.get("uris", "").split()
+        suites = [w for w in get.get("suites", "").split()
+                  if wanted(uris, w)]
         if "deb" not in get.get("types", "").split() or not suites or \
-                get.get("enabled", "yes").lower() in \
-                ("no", "false", "off", "without"):
-            continue
-        signed = get.get("signed-by", "")
-        if signed and "BEGIN PGP" not in signed and \
-                "debian-archive-keyring" not in signed:
+                get.get("enabled", "yes").lower() in DISABLED:
             continue
         for key, value in fields:
             if key.lower() == "types":
@@ -62,11 +92,9 @@ for path in files:
             elif key.lower() != "enabled":
                 print(key + ":" + "\n".join(value))
         print()
+with open(one_line_out, "w", encoding="utf-8") as f:
+    f.write("".join(l + "\n" for l in one_line))
 PY
-# one-line style sources, if the machine has them
-grep -hsE "^[[:space:]]*deb[[:space:]]+(\[[^]]*\][[:space:]]+)?[^[:space:]]+[[:space:]]+$codename(-updates|-security)?[[:space:]]" \
-    /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
-    sed -E 's/^[[:space:]]*deb[[:space:]]/deb-src /' > "$dir/etc/sources.list.d/base.list" || true
 [ -s "$src.tmp" ] || [ -s "$dir/etc/sources.list.d/base.list" ] ||
     { echo "apt-base: no apt sources of type deb for $codename on this" \
            "machine" >&2

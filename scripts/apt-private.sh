@@ -2,12 +2,10 @@
 # A private apt configuration in a directory of its own: its sources
 # (DIR/etc/sources.list.d), preferences, package lists and cache; the
 # system's apt sources and lists never change. Sourced by apt-suite.sh,
-# apt-backports.sh and base-update.sh.
+# apt-backports.sh and apt-base.sh.
 #
 # apt_private DIR [STATUS]: write DIR/apt.conf; STATUS is the dpkg status
-# (default: an empty one of DIR's, for downloads and queries only). The
-# system's hooks after apt-get update (PackageKit's, appstream's) do not
-# run for these lists.
+# (default: an empty one of DIR's, for downloads and queries only).
 apt_private() {
     local dir=$1 status=${2:-}
     mkdir -p "$dir/etc/sources.list.d" "$dir/etc/preferences.d" \
@@ -25,7 +23,5 @@ Dir::Etc::SourceList "/dev/null";
 Dir::Etc::PreferencesParts "$dir/etc/preferences.d";
 Dir::Etc::Preferences "/dev/null";
 APT::Sandbox::User "root";
-#clear APT::Update::Post-Invoke;
-#clear APT::Update::Post-Invoke-Success;
 CONF
 }

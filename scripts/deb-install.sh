@@ -14,7 +14,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/need.sh"
-need apt-get apt apt-mark apt dpkg-query dpkg
+need apt-get apt apt-mark apt dpkg-query dpkg dpkg-deb dpkg
 . "$top/scripts/base.conf"
 . "$top/scripts/deb.conf"
 [ "$(id -u)" = 0 ] || { echo "deb-install: run it as root" >&2; exit 1; }
@@ -34,8 +34,8 @@ done
 
 # apt asks before it removes packages (other architectures' emulators)
 # where someone can answer; -y where nobody can
-yes=()
-[ -t 0 ] || yes=(-y)
+yes=(-y)
+[ ! -t 0 ] || [ ! -t 1 ] || yes=()
 
 if [ "${1:-}" = --revert ]; then
     codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
@@ -59,10 +59,12 @@ debs=()
 for p in "${pkgs[@]}"; do
     f="$top/build/deb/${p}_${DEB_VERSION#*:}_amd64.deb"
     if [ ! -f "$f" ]; then
-        other=$(cd "$top/build/deb" && ls "${p}"_*_amd64.deb 2>/dev/null |
-                sed "s/^${p}_\(.*\)_amd64.deb$/\1/" | head -1) || true
-        echo "deb-install: no build/deb/${f##*/}: run make deb${other:+ (build/deb" \
-             "has $other: make deb-install BASE_VERSION=<its base> installs it)}" >&2
+        other=$(ls "$top/build/deb/${p}"_*_amd64.deb 2>/dev/null | head -1) || true
+        [ -z "$other" ] || other=$(dpkg-deb -f "$other" Version 2>/dev/null) || true
+        hint=""
+        [ -z "$other" ] ||
+            hint=" (build/deb has $other: make deb-install BASE_VERSION=${other%"$DEB_LOCAL_SUFFIX"*} installs it)"
+        echo "deb-install: no build/deb/${f##*/}: run make deb$hint" >&2
         exit 1
     fi
     debs+=("$f")

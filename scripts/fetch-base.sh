@@ -48,13 +48,17 @@ if [ ! -f "$dl/$BASE_DSC" ]; then
     APT_CONFIG=$("$top/scripts/apt-base.sh")
     export APT_CONFIG
     # lists of the last day may predate the revision: once more with new ones
-    (cd "$dl" && apt-get source -qq --download-only "$BASE_PKG=$BASE_VERSION" \
-         2>/dev/null) ||
-    { "$top/scripts/apt-base.sh" --update >/dev/null &&
-      (cd "$dl" && apt-get source -qq --download-only "$BASE_PKG=$BASE_VERSION"); } ||
+    if ! (cd "$dl" && apt-get source -qq --download-only \
+              "$BASE_PKG=$BASE_VERSION" 2>/dev/null); then
+        "$top/scripts/apt-base.sh" --update >/dev/null ||
+            { echo "fetch-base: cannot fetch the package lists of Debian's" \
+                   "archive (see above)" >&2
+              exit 1; }
+        (cd "$dl" && apt-get source -qq --download-only "$BASE_PKG=$BASE_VERSION") ||
         { echo "fetch-base: Debian's archive does not serve $BASE_PKG" \
                "$BASE_VERSION (scripts/base-update.sh lists what it serves)" >&2
           exit 1; }
+    fi
     # apt takes 1:7.2+dfsg-7+deb12u018 for ...u18: the files say which
     [ -f "$dl/$BASE_DSC" ] ||
         { echo "fetch-base: the archive's $BASE_PKG for $BASE_VERSION is" \

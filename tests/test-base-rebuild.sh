@@ -144,17 +144,32 @@ out=$(BASE_VERSION=1:7.2+dfsg-7+deb12u99 "$proj/scripts/deb.sh" --apply-only 2>&
 check $([ $rc = 1 ] && grep -q "does not serve qemu 1:7.2+dfsg-7+deb12u99" <<<"$out"; echo $?) \
     "BASE_VERSION=1:7.2+dfsg-7+deb12u99: refused, not served" "$out"
 
-# make deb-install without the packages it installs says what to do
-# (it stops before apt: the project copy has no build/deb of its own)
+# make deb-install without the packages it installs says what to do. It
+# must stop before apt: apt-get and apt-mark are stand-ins here that only
+# record a call
+stubs="$tmp/stubs"
+mkdir -p "$stubs"
+for c in apt-get apt-mark; do
+    printf '#!/bin/sh\necho "%s $*" >> %s/calls\nexit 97\n' "$c" "$stubs" \
+        > "$stubs/$c"
+    chmod +x "$stubs/$c"
+done
+deb_install() { PATH="$stubs:$PATH" "$proj/scripts/deb-install.sh" "$@" </dev/null 2>&1; }
 rm -rf "$proj/build/deb"
-out=$("$proj/scripts/deb-install.sh" 2>&1); rc=$?
+out=$(deb_install); rc=$?
 check $([ $rc = 1 ] && grep -q "no build/deb: run make deb first" <<<"$out"; echo $?) \
     "make deb-install without build/deb: run make deb first" "$out"
-mkdir -p "$proj/build/deb"
-touch "$proj/build/deb/qemu-system-x86_7.2+dfsg-7+deb12u99+memslots1_amd64.deb"
-out=$("$proj/scripts/deb-install.sh" 2>&1); rc=$?
-check $([ $rc = 1 ] && grep -q "has 7.2+dfsg-7+deb12u99+memslots1: make deb-install BASE_VERSION=" <<<"$out"
-        echo $?) "make deb-install with packages of another base: names them" "$out"
+mkdir -p "$proj/build/deb" "$tmp/fake/DEBIAN"
+printf '%s\n' "Package: qemu-system-x86" "Version: 1:7.2+dfsg-7+deb12u99+memslots1" \
+    "Architecture: amd64" "Maintainer: x <x@example.org>" "Description: x" \
+    > "$tmp/fake/DEBIAN/control"
+dpkg-deb -b "$tmp/fake" \
+    "$proj/build/deb/qemu-system-x86_7.2+dfsg-7+deb12u99+memslots1_amd64.deb" >/dev/null
+out=$(deb_install); rc=$?
+check $([ $rc = 1 ] && grep -q "has 1:7.2+dfsg-7+deb12u99+memslots1: make deb-install BASE_VERSION=1:7.2+dfsg-7+deb12u99 installs" <<<"$out"
+        echo $?) "make deb-install with packages of another base: names them and the command" "$out"
+check $([ ! -e "$stubs/calls" ]; echo $?) "... and neither calls apt" \
+    "$(cat "$stubs/calls" 2>/dev/null)"
 rm -rf "$proj/build/deb"
 
 # 5. The pin of docs/packaging.md, on our versions (a private apt
