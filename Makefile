@@ -22,11 +22,11 @@ help:
 	@echo "                   CHECK_FRESH_ENV='CHECK_ASAN=0' passes variables in)"
 	@echo "make fuzz SECONDS=N  the virtio-mem fuzz target (libFuzzer), default 60 s"
 	@echo "make bench         benchmarks against stock 7.2 and upstream 10.0"
-	@echo "make deb          Debian's qemu 7.2 package plus the series (x86 profile)"
+	@echo "make deb           Debian's qemu 7.2 package plus the series (x86 profile)"
 	@echo "                   into build/deb/*.deb (13-20 min cold on 2 cores, docs/packaging.md);"
 	@echo "                   BASE_VERSION=1:7.2+dfsg-7+deb12uNN builds on another revision"
 	@echo "make deb-install   install build/deb's packages over Debian's QEMU and hold them"
-	@echo "make deb-revert    unhold them and go back to Debian's packages"
+	@echo "make deb-revert    go back to Debian's packages, unheld"
 	@echo "make base-update   does Debian's archive serve a newer qemu 7.2 than the base?"
 	@echo "make install PREFIX=... [DESTDIR=...]"
 
