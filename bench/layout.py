@@ -523,6 +523,16 @@ def mapping_table(res, part, size, factor):
     return lines
 
 
+def per_device(res, part, factor):
+    """A section per device size of part: its layout and mapping table."""
+    lines = []
+    for size in res.sizes(part):
+        lines += [f"#### {human(size)} device", "",
+                  layout_text(res, part, size), ""]
+        lines += mapping_table(res, part, size, factor) + [""]
+    return lines
+
+
 def part_a(res):
     lines = ["### (a) Linux 6.1 guest, unplugged-inaccessible=on, budget 256",
              "",
@@ -537,11 +547,7 @@ def part_a(res):
              "(migration; under KVM at the steps of (e), else under TCG). "
              "Stock 7.2: a paused stock QEMU with the same device (no "
              "dynamic memslots).", ""]
-    for size in res.sizes("a"):
-        lines += [f"#### {human(size)} device", "",
-                  layout_text(res, "a", size), ""]
-        lines += mapping_table(res, "a", size, 1.1) + [""]
-    return lines
+    return lines + per_device(res, "a", 1.1)
 
 
 def part_b(res):
@@ -573,11 +579,7 @@ def part_c(res):
              "dynamic-memslots=on in this mode, so it runs without: the "
              "flat view of a paused upstream QEMU with "
              "dynamic-memslots=off.", ""]
-    for size in res.sizes("c"):
-        lines += [f"#### {human(size)} device", "",
-                  layout_text(res, "c", size), ""]
-        lines += mapping_table(res, "c", size, 1.1) + [""]
-    return lines
+    return lines + per_device(res, "c", 1.1)
 
 
 def part_d(res):
