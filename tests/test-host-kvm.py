@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 # pylint: disable=wrong-import-position
 import hostkvm  # noqa: E402
 from results import Results  # noqa: E402
-from stockqemu import STOCK, stock_problem  # noqa: E402
+from stockqemu import STOCK  # noqa: E402
 from vmemguest import (QEMU, GiB, MiB, TiB, QEMUMachine,  # noqa: E402
                        VMemGuest, covered_memslots, mapped_memslots,
                        size_str)
@@ -224,14 +224,8 @@ def decision_case(res, workdir):
 
 def main():
     res = Results("KVM (paused destinations) and TCG (the guest)")
-    info = hostkvm.probe()
-    if not info.ok:
-        for case in CASES:
-            res.skip(case, f"no usable host KVM ({info.reason})")
-        return res.finish()
-    problem = stock_problem()
-    if problem:
-        res.check(False, "Debian's QEMU 7.2 is the oracle", problem)
+    if not hostkvm.probe_with_stock(res, CASES,
+                                    "Debian's QEMU 7.2 is the oracle"):
         return res.finish()
     workdir = tempfile.mkdtemp(prefix="vmem-kvm-")
     try:

@@ -75,7 +75,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import hostkvm  # noqa: E402
 from need import missing  # noqa: E402
 from results import Results  # noqa: E402
-from stockqemu import STOCK, stock_problem  # noqa: E402
+from stockqemu import STOCK  # noqa: E402
 from vmemguest import QEMU, TOP, MiB, TiB, QEMUMachine  # noqa: E402
 
 LIMIT = 512 * MiB       # docs/memory-limits.md; tests/libvirt/vmem-limit.xml
@@ -782,17 +782,11 @@ def direct_part(res, kvm_fits, workdir):
 
 def main():
     res = Results("KVM (paused VMs)")
-    kvm = hostkvm.probe()
     if OURS_SETTING != "on":
         print(f"VMEM_MEMLIMITS_OURS={OURS_SETTING}: ours runs with "
               f"dynamic-memslots={OURS_SETTING}; its checks must fail")
-    if not kvm.ok:
-        for c in LIBVIRT_CASES + DIRECT_CASES:
-            res.skip(c, f"no usable host KVM ({kvm.reason})")
-        return res.finish()
-    problem = stock_problem()
-    if problem:
-        res.check(False, "Debian's stock 7.2 is the oracle", problem)
+    if not hostkvm.probe_with_stock(res, LIBVIRT_CASES + DIRECT_CASES,
+                                    "Debian's stock 7.2 is the oracle"):
         return res.finish()
 
     def timeout(*_):

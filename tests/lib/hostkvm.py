@@ -145,6 +145,24 @@ def probe():
     return info
 
 
+def probe_with_stock(res, cases, oracle):
+    """probe() for a test that compares with Debian's stock 7.2 under host
+    KVM, or None when it cannot run: without usable KVM each of cases is
+    skipped with the reason; without a usable stock 7.2 the check named
+    oracle fails, saying why (tests/lib/stockqemu.py)."""
+    from stockqemu import stock_problem  # pylint: disable=import-outside-toplevel
+    info = probe()
+    if not info.ok:
+        for case in cases:
+            res.skip(case, f"no usable host KVM ({info.reason})")
+        return None
+    problem = stock_problem()
+    if problem:
+        res.check(False, oracle, problem)
+        return None
+    return info
+
+
 class Cgroup:
     """A memory cgroup of its own for one process (see the module's doc).
 
