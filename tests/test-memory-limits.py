@@ -183,21 +183,6 @@ def qemu_pids(needle):
     return pids
 
 
-def read(path):
-    """A cgroup file's content, None if it cannot be read."""
-    try:
-        with open(path, encoding="ascii") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def limit_of(part, cgroup):
-    """The memory limit a cgroup directory has, as its file says it."""
-    return read(f"{cgroup}/memory.limit_in_bytes" if part.version == 1
-                else f"{cgroup}/memory.max")
-
-
 def said(err):
     """libvirt's error without virsh's "error: Failed to start ..." lead."""
     return err.split("error: ")[-1]
@@ -219,40 +204,18 @@ def machine_cgroups():
                glob.glob(f"{hostkvm.CGROUP}/memory/*machine*"))
 
 
-class Partition:
+class Partition(hostkvm.Cgroup):
     """A memory cgroup the domains go into (<resource><partition>), with a
     limit or none; created and removed by the test."""
 
     def __init__(self):
-        self.version = hostkvm.cgroup_version()
-        self.name = f"vmem-limits-{os.getpid()}.partition"
-        base = f"{hostkvm.CGROUP}/memory" if self.version == 1 \
-            else hostkvm.CGROUP
-        self.path = f"{base}/{self.name}"
-        os.mkdir(self.path)
-
-    def set_limit(self, limit):
-        knob = "memory.limit_in_bytes" if self.version == 1 else "memory.max"
-        value = str(limit) if limit else ("-1" if self.version == 1
-                                          else "max")
-        with open(f"{self.path}/{knob}", "w", encoding="ascii") as f:
-            f.write(value)
+        super().__init__(name=f"vmem-limits-{os.getpid()}.partition")
 
     def hits(self):
         return hostkvm.cgroup_limit_hits(self.path, self.version) or 0
 
     def domain_cgroups(self, name):
         return glob.glob(f"{self.path}/*-{name}.libvirt-qemu")
-
-    def remove(self):
-        deadline = time.monotonic() + 10
-        while os.path.isdir(self.path):
-            try:
-                os.rmdir(self.path)
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
 
 
 class PrivateLibvirtd:
@@ -569,7 +532,7 @@ def libvirt_part(res, kvm_fits):
                 res.check(False, LIBVIRT_CASES[1], f"virsh start: {err}")
             else:
                 cgs = part.domain_cgroups(ours.name)
-                limit = limit_of(part, cgs[0]) if cgs else None
+                limit = hostkvm.cgroup_limit_at(cgs[0], part.version) if cgs else None
                 status = ours.qmp("query-status")
                 peak = hostkvm.cgroup_peak_at(cgs[0], part.version)
                 res.check(limit == str(LIMIT) and not status["running"] and
@@ -591,7 +554,7 @@ def libvirt_part(res, kvm_fits):
             rc, _, err = lv.virsh("memtune", ours.name, "--hard-limit",
                                   str(LIMIT >> 10), "--live")
             cgs = part.domain_cgroups(ours.name)
-            limit = limit_of(part, cgs[0]) if cgs else None
+            limit = hostkvm.cgroup_limit_at(cgs[0], part.version) if cgs else None
             shown = lv.virsh("memtune", ours.name)[1]
             res.check(rc == 0 and limit == str(LIMIT) and
                       f"hard_limit     : {LIMIT >> 10}" in shown and

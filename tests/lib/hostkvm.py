@@ -172,25 +172,30 @@ class Cgroup:
     """
     count = 0
 
-    def __init__(self, limit=None):
+    def __init__(self, limit=None, name=None):
         Cgroup.count += 1
-        name = f"vmem-{os.getpid()}-{Cgroup.count}"
+        self.name = name or f"vmem-{os.getpid()}-{Cgroup.count}"
         self.version = cgroup_version()
         base = f"{CGROUP}/memory" if self.version == 1 else CGROUP
-        self.path = f"{base}/{name}"
+        self.path = f"{base}/{self.name}"
         os.mkdir(self.path)
         if limit:
-            knob = "memory.limit_in_bytes" if self.version == 1 \
-                else "memory.max"
             try:
-                with open(f"{self.path}/{knob}", "w", encoding="ascii") as f:
-                    f.write(str(limit))
+                self.set_limit(limit)
             except OSError:
                 os.rmdir(self.path)
                 raise
         self.wrapper = ["/bin/sh", "-c",
                         f'echo $$ > {self.path}/cgroup.procs && exec "$@"',
                         "qemu-in-cgroup"]
+
+    def set_limit(self, limit):
+        """Limit the cgroup to limit bytes; None: no limit."""
+        knob = "memory.limit_in_bytes" if self.version == 1 else "memory.max"
+        value = str(limit) if limit else ("-1" if self.version == 1
+                                          else "max")
+        with open(f"{self.path}/{knob}", "w", encoding="ascii") as f:
+            f.write(value)
 
     def kmem(self):
         """Kernel memory charged to the cgroup, in bytes."""
@@ -391,6 +396,13 @@ def cgroup_peak_at(path, version):
         return int(_read(f"{path}/memory.max_usage_in_bytes"))
     peak = _read(f"{path}/memory.peak")
     return int(peak if peak is not None else _read(f"{path}/memory.current"))
+
+
+def cgroup_limit_at(path, version):
+    """The memory limit of the memory cgroup directory path, as its file
+    says it (None if it cannot be read)."""
+    return _read(f"{path}/memory.limit_in_bytes" if version == 1
+                 else f"{path}/memory.max")
 
 
 def cgroup_limit_hits(path, version):
